@@ -1,0 +1,80 @@
+"""utils.py: data reading, the batch loader, devices and atomic saving."""
+import pytest
+import torch
+from conftest import run_script
+
+import utils
+
+
+def test_load_mnist_reads_the_raw_idx_files(tiny_mnist):
+    images, labels = utils.load_mnist(tiny_mnist, train=True)
+    assert images.shape == (300, 28, 28) and images.dtype == torch.uint8
+    assert labels.shape == (300,) and labels.tolist()[:12] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    assert torch.equal(images[:, 0, 0].long(), labels * 25)
+    test_images, _ = utils.load_mnist(tiny_mnist, train=False)
+    assert test_images.shape == (100, 28, 28)
+
+
+def test_loader_yields_every_image_once_as_floats_in_0_1(tiny_mnist):
+    images, labels = utils.load_mnist(tiny_mnist, train=True)
+    loader = utils.BatchLoader(images, labels, batch_size=64, device=torch.device("cpu"))
+    batches = list(loader)
+    assert len(loader) == len(batches) == 5  # 4 full batches of 64 and one of 44
+    assert [len(x) for x, _ in batches] == [64, 64, 64, 64, 44]
+    x = torch.cat([x for x, _ in batches])
+    y = torch.cat([y for _, y in batches])
+    assert x.shape == (300, 1, 28, 28) and x.dtype == torch.float32
+    assert x.min() >= 0 and x.max() <= 1
+    assert torch.allclose(x[:, 0, 0, 0] * 255, y.float() * 25)  # images stay with their labels
+    expected = images.unsqueeze(1).float() / 255
+    assert sorted(map(tuple, x.flatten(1).tolist())) == sorted(map(tuple, expected.flatten(1).tolist()))
+
+
+def test_loader_shuffles_each_epoch_and_the_seed_repeats_the_order(tiny_mnist):
+    images, labels = utils.load_mnist(tiny_mnist, train=True)
+    loader = utils.BatchLoader(images, labels, batch_size=300, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    first, second = [next(iter(loader))[1] for _ in range(2)]
+    assert not torch.equal(first, second)
+    torch.manual_seed(0)
+    assert torch.equal(next(iter(loader))[1], first)
+    in_order = utils.BatchLoader(images, labels, batch_size=300, device=torch.device("cpu"), shuffle=False)
+    assert torch.equal(next(iter(in_order))[1], labels)
+
+
+def test_missing_mnist_is_a_one_line_error_naming_the_folder(tmp_path):
+    result = run_script("vae.py", "--data-dir", tmp_path / "nowhere", "--out-dir", tmp_path / "out",
+                        "--device", "cpu", check=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: MNIST is not in ")
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in lines[0]
+    assert "train-images-idx3-ubyte" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["cuda", "mps"])
+def test_asking_for_an_absent_device_is_a_clear_error(name, capsys):
+    if name == "cuda" and torch.cuda.is_available() or name == "mps" and torch.backends.mps.is_available():
+        pytest.skip(f"this machine has {name}")
+    with pytest.raises(SystemExit) as e:
+        utils.get_device(name)
+    assert f"--device {name}" in str(e.value) and str(e.value).startswith("error: ")
+
+
+def test_auto_device_is_one_that_works(capsys):
+    device = utils.get_device("auto")
+    assert (torch.ones(2, device=device) * 2).sum().item() == 4
+    assert f"device: {device.type}" in capsys.readouterr().out
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "model.pt"
+    utils.save_checkpoint({"w": torch.ones(3)}, path)
+    with pytest.raises(RuntimeError):
+        with utils.atomic_path(path) as tmp:
+            open(tmp, "wb").write(b"half a checkpoint")
+            raise RuntimeError("killed while writing")
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left behind

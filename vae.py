@@ -1,0 +1,227 @@
+"""Train the slides' variational auto-encoder (VAE) on MNIST and draw what it learned.
+
+    python vae.py                      # the slides' settings: z = 2, 10 epochs
+    python vae.py --z-dim 20           # a sharper model; no latent-space plots
+    python vae.py --help               # every option
+
+The script follows the slides: settings, data, network, loss, training loop, visualisation.
+"""
+import argparse
+import os
+import time
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import distributions as dist
+from torchvision.utils import make_grid
+from tqdm import tqdm
+
+import utils
+from models import VAE
+
+
+# ----------------------------------------------------------------------------- settings
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Train the slides' VAE on MNIST; pictures, metrics and "
+                                "the trained model land in --out-dir.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--z-dim", type=int, default=2,
+                   help="size of the latent code z; 2 can be drawn as a plane (latent_space.png)")
+    p.add_argument("--hidden-dim", type=int, default=500, help="units in each hidden layer")
+    p.add_argument("--batch-size", type=int, default=200, help="images per training step")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the 60,000 training images")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a CPU run exactly")
+    p.add_argument("--data-dir", default="data",
+                   help="folder holding MNIST/raw/ (downloaded there when missing)")
+    p.add_argument("--out-dir", default="outputs/vae", help="where pictures, metrics.csv and vae.pt go")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where to train; auto takes CUDA, then Apple's MPS, then the CPU")
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- loss
+def compute_elbo(x, x_reconst, z_posterior, z_prior):
+    """The batch's mean ELBO, and its two parts: log p(x|z) and KL(q(z|x) || p(z)).
+
+    Fixes of the slide: the KL is taken of the `z_posterior` argument (the slide read a
+    global `z_dist`), and torch's closed-form KL carries the 1/2 that the slide's formula lacks.
+    """
+    # sum_d x_d log x'_d + (1 - x_d) log(1 - x'_d), the Bernoulli log-likelihood of the pixels.
+    # binary_cross_entropy is exactly its negative, and clamps log(0) at -100, so a decoder
+    # output of exactly 0 or 1 stays finite without the slide's +1e-6 on every pixel.
+    log_likelihood = -F.binary_cross_entropy(x_reconst, x, reduction="none").flatten(1).sum(1)
+    kl = dist.kl_divergence(z_posterior, z_prior).sum(1)
+    return (log_likelihood - kl).mean(), log_likelihood.mean(), kl.mean()
+
+
+@torch.no_grad()
+def evaluate(vae, loader, z_prior):
+    """-ELBO over the whole loader in nats per image, with its reconstruction and KL parts."""
+    totals = 0
+    for x, _ in loader:
+        z_posterior = vae.encode(x)
+        x_reconst = vae.decode(z_posterior.rsample())
+        elbo, log_likelihood, kl = compute_elbo(x, x_reconst, z_posterior, z_prior)
+        totals = totals + torch.stack([-elbo, -log_likelihood, kl]) * len(x)
+    return (totals / len(loader.images)).tolist()
+
+
+# ----------------------------------------------------------------------------- visualisation
+def interleave_rows(top, bottom, nrow):
+    """Rows of `top` images, each followed by the row of `bottom` images beneath it."""
+    rows = torch.stack([top.unflatten(0, (-1, nrow)), bottom.unflatten(0, (-1, nrow))], 1)
+    return rows.flatten(0, 2)
+
+
+def plot_reconstruction_progress(originals, labels, reconstructions):
+    """The slide's figure: each row one test digit, then its reconstruction after each epoch."""
+    epochs = len(reconstructions)
+    shown = sorted(set(torch.linspace(0, epochs - 1, min(epochs, 10)).round().long().tolist()))
+    columns = [originals] + [reconstructions[e] for e in shown]
+    grid = make_grid(torch.stack(columns, 1).flatten(0, 1), nrow=len(columns), padding=2, pad_value=1)
+    fig, ax = plt.subplots(figsize=(0.7 * len(columns) + 1, 0.7 * len(originals) + 0.6))
+    ax.imshow(grid[0], cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([30 * i + 15 for i in range(len(columns))],
+                  ["original"] + [f"epoch {e + 1}" for e in shown], rotation=45, ha="right")
+    ax.set_yticks([30 * i + 15 for i in range(len(originals))], [f"digit {y}" for y in labels.tolist()])
+    ax.tick_params(length=0)
+    ax.set_title("Reconstruction progress")
+    return fig
+
+
+def plot_loss(batch_losses, metrics):
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = torch.arange(1, len(batch_losses) + 1) / (len(batch_losses) / len(metrics))
+    ax.plot(steps, batch_losses, lw=0.5, alpha=0.5, color="tab:blue", label="train, per batch")
+    epochs = [m["epoch"] for m in metrics]
+    # An epoch's train mean averages the whole epoch, so it sits at the epoch's middle.
+    ax.plot([e - 0.5 for e in epochs], [m["train_neg_elbo"] for m in metrics], "o-", color="tab:blue",
+            label="train, mean over the epoch")
+    ax.plot(epochs, [m["test_neg_elbo"] for m in metrics], "s-", color="tab:orange", label="test, after the epoch")
+    # The first batches (over 500 nats) would squash the rest of the curve.
+    top = 1.3 * max(metrics[0]["train_neg_elbo"], metrics[0]["test_neg_elbo"])
+    ax.set_ylim(0.95 * min(batch_losses.min().item(), min(m["test_neg_elbo"] for m in metrics)), top)
+    ax.set(xlabel="epoch", ylabel="-ELBO (nats per image)", title="VAE loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_latent_space(vae, device, n=20):
+    """The slide's "Learned z space": decode a grid of z laid on the prior's 5%-95% quantiles.
+
+    Equal steps in probability rather than in z, so the grid spans where the prior puts its
+    mass and every row and column holds the same share of it.
+    """
+    z = dist.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
+    z1, z2 = torch.meshgrid(z, z.flip(0), indexing="xy")  # z2 grows upwards, as on a plot
+    images = vae.decode(torch.stack([z1, z2], -1).view(-1, 2).to(device)).cpu()
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(make_grid(images, nrow=n, padding=0)[0], cmap="gray", extent=[0, n, 0, n])
+    ticks = [0, n // 4, n // 2, 3 * n // 4, n - 1]
+    ax.set_xticks([t + 0.5 for t in ticks], [f"{z[t]:.2f}" for t in ticks])
+    ax.set_yticks([t + 0.5 for t in ticks], [f"{z[t]:.2f}" for t in ticks])
+    ax.set(xlabel="$z_1$", ylabel="$z_2$", title="Learned z space")
+    return fig
+
+
+@torch.no_grad()
+def plot_latent_scatter(vae, loader):
+    """Where the encoder puts each test digit: the posterior mean, coloured by label."""
+    mus, labels = zip(*[(vae.encode(x).mean.cpu(), y.cpu()) for x, y in loader])
+    mu, label = torch.cat(mus), torch.cat(labels)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for digit in label.unique().tolist():
+        m = mu[label == digit]
+        ax.scatter(m[:, 0], m[:, 1], s=2, alpha=0.6, color=plt.cm.tab10(digit), label=str(digit))
+    ax.legend(title="digit", markerscale=6, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set(xlabel="$z_1$", ylabel="$z_2$", title="Posterior means of the test set")
+    ax.set_aspect("equal")
+    return fig
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = utils.get_device(args.device)
+    utils.seed_everything(args.seed)
+    os.makedirs(args.out_dir, exist_ok=True)
+
+    # ------------------------------------------------------------------------- data
+    train_images, train_labels = utils.load_mnist(args.data_dir, train=True)
+    test_images, test_labels = utils.load_mnist(args.data_dir, train=False)
+    loader = utils.BatchLoader(train_images, train_labels, args.batch_size, device)
+    test_loader = utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False)
+    x_shape = (1, 28, 28)
+
+    # ------------------------------------------------------------------------- network
+    vae = VAE(x_shape, args.z_dim, args.hidden_dim).to(device)
+    # fused: one kernel updates every parameter, instead of about ten passes over each.
+    optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr, fused=True)
+    z_prior = dist.Normal(torch.zeros(args.z_dim, device=device), torch.ones(args.z_dim, device=device))
+
+    # Fixed inputs for the pictures, so that every epoch shows the same digits and noise.
+    shown_x = test_loader.images[:32].unsqueeze(1).float() / 255
+    first_of_each = [(test_labels == d).nonzero()[0, 0].item() for d in test_labels.unique()[:10].tolist()]
+    progress_x = test_loader.images[first_of_each].unsqueeze(1).float() / 255
+    sample_z = torch.randn(64, args.z_dim, device=device)
+
+    # ------------------------------------------------------------------------- training loop
+    metrics, batch_losses, progress = [], [], []
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        total = 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False)
+        for i, (x, _) in enumerate(bar):
+            z_dist = vae.encode(x)
+            z = z_dist.rsample()  # reparameterised, so the gradient flows through the sample
+            x_reconst = vae.decode(z)
+
+            elbo, _, _ = compute_elbo(x, x_reconst, z_dist, z_prior)
+            loss = -elbo
+
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+            batch_losses.append(loss.detach())
+            total = total + loss.detach() * len(x)
+            if i % 20 == 0:  # reading the loss waits for the GPU, so not on every batch
+                bar.set_postfix(loss=f"{loss.item():.1f}")
+
+        # --------------------------------------------------------------------- visualisation, per epoch
+        with torch.no_grad():
+            test_neg_elbo, test_reconst, test_kl = evaluate(vae, test_loader, z_prior)
+            utils.save_grid(interleave_rows(shown_x, vae.decode(vae.encode(shown_x).mean), 8),
+                            os.path.join(args.out_dir, f"reconstruction_{epoch:02d}.png"))
+            utils.save_grid(vae.decode(sample_z), os.path.join(args.out_dir, f"samples_{epoch:02d}.png"))
+            progress.append(vae.decode(vae.encode(progress_x).mean).cpu())
+        seconds = time.perf_counter() - start
+        metrics.append({"epoch": epoch, "train_neg_elbo": total.item() / len(loader.images),
+                        "test_neg_elbo": test_neg_elbo, "test_reconstruction": test_reconst,
+                        "test_kl": test_kl, "seconds": seconds,
+                        "images_per_second": len(loader.images) / seconds})
+        print(f"epoch {epoch:2d}/{args.epochs}  train -ELBO {metrics[-1]['train_neg_elbo']:6.1f}  "
+              f"test -ELBO {test_neg_elbo:6.1f} (reconstruction {test_reconst:6.1f} + KL {test_kl:4.1f})  "
+              f"{seconds:5.1f} s  {len(loader.images) / seconds:6.0f} images/s")
+        utils.save_csv(metrics, os.path.join(args.out_dir, "metrics.csv"))
+        utils.save_checkpoint({"model": vae.state_dict(), "config": vars(args), "epoch": epoch},
+                              os.path.join(args.out_dir, "vae.pt"))
+
+    # ------------------------------------------------------------------------- visualisation, at the end
+    utils.save_figure(plot_reconstruction_progress(progress_x.cpu(), test_labels[first_of_each], progress),
+                      os.path.join(args.out_dir, "reconstruction_progress.png"))
+    utils.save_figure(plot_loss(torch.stack(batch_losses).cpu(), metrics),
+                      os.path.join(args.out_dir, "loss.png"))
+    if args.z_dim == 2:
+        with torch.no_grad():
+            utils.save_figure(plot_latent_space(vae, device), os.path.join(args.out_dir, "latent_space.png"))
+        utils.save_figure(plot_latent_scatter(vae, test_loader),
+                          os.path.join(args.out_dir, "latent_scatter.png"))
+    print(f"final test -ELBO {metrics[-1]['test_neg_elbo']:.1f} nats per image; "
+          f"results in {os.path.abspath(args.out_dir)}")
+
+
+if __name__ == "__main__":
+    main()
