@@ -1,0 +1,171 @@
+"""Train the slides' generative adversarial network (GAN) on MNIST and draw what G learned.
+
+    python gan.py                      # every digit, in about equal shares
+    python gan.py --d-hidden-dim 500   # the slides' setting: mostly 1s
+    python gan.py --help               # every option
+
+The script follows the slides: settings, data, networks, training loop, visualisation.
+"""
+import argparse
+import os
+import time
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+from torchvision.utils import make_grid
+from tqdm import tqdm
+
+import utils
+from models import D, G
+
+
+# ----------------------------------------------------------------------------- settings
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Train the slides' GAN on MNIST; pictures, metrics and "
+                                "the trained networks land in --out-dir.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--z-dim", type=int, default=10, help="size of the noise z that G turns into an image")
+    p.add_argument("--hidden-dim", type=int, default=500, help="units in each hidden layer of G")
+    p.add_argument("--d-hidden-dim", type=int, default=64,
+                   help="units in each hidden layer of D; the slides' 500 lets D overpower G, which then "
+                   "draws mostly 1s (pass 500 for the slides' setting)")
+    p.add_argument("--batch-size", type=int, default=200, help="real (and fake) images per training step")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the 60,000 training images")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate, for G and D")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a CPU run exactly")
+    p.add_argument("--data-dir", default="data",
+                   help="folder holding MNIST/raw/ (downloaded there when missing)")
+    p.add_argument("--out-dir", default="outputs/gan", help="where pictures, metrics.csv and gan.pt go")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where to train; auto takes CUDA, then Apple's MPS, then the CPU")
+    return p.parse_args(argv)
+
+
+def make_real_y(n, device):
+    return torch.ones(n, device=device)
+
+
+def make_fake_y(n, device):
+    return torch.zeros(n, device=device)
+
+
+# ----------------------------------------------------------------------------- visualisation
+def plot_progress(grids, epochs):
+    """The slide's figure: the fixed-noise samples after a few epochs, side by side."""
+    fig, axes = plt.subplots(1, len(epochs), figsize=(4 * len(epochs), 4.3), squeeze=False)
+    for ax, epoch in zip(axes[0], epochs):
+        ax.imshow(make_grid(grids[epoch], nrow=8, padding=2, pad_value=0.5).permute(1, 2, 0))
+        ax.set_title(f"after epoch {epoch}" if epoch else "before training")
+        ax.axis("off")
+    return fig
+
+
+def plot_loss(metrics):
+    epochs = [m["epoch"] for m in metrics]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot(epochs, [m["d_loss_real"] for m in metrics], "o-", label="D loss on real images")
+    left.plot(epochs, [m["d_loss_fake"] for m in metrics], "o-", label="D loss on fake images")
+    left.plot(epochs, [m["g_loss"] for m in metrics], "o-", label="G loss")
+    left.set(xlabel="epoch", ylabel="binary cross-entropy", title="Losses (mean over the epoch)")
+    right.plot(epochs, [m["d_real"] for m in metrics], "o-", label="D(x): real images")
+    right.plot(epochs, [m["d_fake"] for m in metrics], "o-", label="D(G(z)): fake images")
+    right.axhline(0.5, color="gray", ls="--", lw=1, label="0.5: D cannot tell")
+    right.set(xlabel="epoch", ylabel="D's probability of 'real'", ylim=(0, 1),
+              title="What D says (mean over the epoch)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = utils.get_device(args.device)
+    utils.seed_everything(args.seed)
+    os.makedirs(args.out_dir, exist_ok=True)
+
+    # ------------------------------------------------------------------------- data
+    images, labels = utils.load_mnist(args.data_dir, train=True)
+    loader = utils.BatchLoader(images, labels, args.batch_size, device)
+    x_shape = (1, 28, 28)
+
+    # ------------------------------------------------------------------------- networks
+    g = G(args.z_dim, x_shape, args.hidden_dim).to(device)
+    # The one departure from the slides: D is narrower than G. With 500 units D learns to spot
+    # fakes faster than G can follow, and G escapes to the few digits that fool it best.
+    d = D(x_shape, args.d_hidden_dim).to(device)
+    criterion = nn.BCELoss()
+    g_optimizer = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
+    d_optimizer = torch.optim.Adam(d.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
+
+    fixed_z = torch.randn(64, args.z_dim, device=device)  # the same noise in every picture
+    with torch.no_grad():
+        grids = {0: g(fixed_z).cpu()}
+    utils.save_grid(grids[0], os.path.join(args.out_dir, "samples_00.png"))
+
+    # ------------------------------------------------------------------------- training loop
+    metrics = []
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        sums = 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False)
+        for i, (real_x, _) in enumerate(bar):
+            d.zero_grad()
+
+            # discriminator for real data
+            real_pred_y = d(real_x)
+            real_y = make_real_y(len(real_x), device)
+            real_d_loss = criterion(real_pred_y, real_y)
+            real_d_loss.backward()
+
+            # discriminator for fake data: detach, so this step leaves G alone
+            z = torch.randn(len(real_x), args.z_dim, device=device)
+            fake_x = g(z)
+            fake_pred_y = d(fake_x.detach())
+            fake_y = make_fake_y(len(real_x), device)
+            fake_d_loss = criterion(fake_pred_y, fake_y)
+            fake_d_loss.backward()
+
+            d_optimizer.step()
+
+            # generator. Its target is "real": it maximises log D(G(z)) rather than minimising
+            # log(1 - D(G(z))), whose gradient vanishes early on, when D easily spots fakes.
+            g.zero_grad()
+            d.requires_grad_(False)  # the gradient flows through D to G; D's own would be thrown away
+            fake_pred_y = d(fake_x)
+            g_loss = criterion(fake_pred_y, real_y)
+            g_loss.backward()
+            d.requires_grad_(True)
+            g_optimizer.step()
+
+            batch = torch.stack([real_d_loss, fake_d_loss, g_loss, real_pred_y.mean(), fake_pred_y.mean()])
+            sums = sums + batch.detach() * len(real_x)
+            if i % 20 == 0:  # reading a value waits for the GPU, so not on every batch
+                bar.set_postfix(d_loss=f"{(real_d_loss + fake_d_loss).item():.2f}", g_loss=f"{g_loss.item():.2f}")
+
+        # --------------------------------------------------------------------- visualisation, per epoch
+        with torch.no_grad():
+            grids[epoch] = g(fixed_z).cpu()
+        utils.save_grid(grids[epoch], os.path.join(args.out_dir, f"samples_{epoch:02d}.png"))
+        seconds = time.perf_counter() - start
+        means = (sums / len(loader.images)).tolist()
+        metrics.append({"epoch": epoch, "d_loss_real": means[0], "d_loss_fake": means[1], "g_loss": means[2],
+                        "d_real": means[3], "d_fake": means[4], "seconds": seconds,
+                        "images_per_second": len(loader.images) / seconds})
+        print(f"epoch {epoch:2d}/{args.epochs}  D loss real {means[0]:.3f} fake {means[1]:.3f}  "
+              f"G loss {means[2]:.3f}  D(x) {means[3]:.2f}  D(G(z)) {means[4]:.2f}  "
+              f"{seconds:5.1f} s  {len(loader.images) / seconds:6.0f} images/s")
+        utils.save_csv(metrics, os.path.join(args.out_dir, "metrics.csv"))
+        utils.save_checkpoint({"g": g.state_dict(), "d": d.state_dict(), "config": vars(args), "epoch": epoch},
+                              os.path.join(args.out_dir, "gan.pt"))
+
+    # ------------------------------------------------------------------------- visualisation, at the end
+    shown = sorted({1, min(2, args.epochs), (args.epochs + 1) // 2, args.epochs})
+    utils.save_figure(plot_progress(grids, shown), os.path.join(args.out_dir, "progress.png"))
+    utils.save_figure(plot_loss(metrics), os.path.join(args.out_dir, "loss.png"))
+    print(f"results in {os.path.abspath(args.out_dir)}")
+
+
+if __name__ == "__main__":
+    main()
