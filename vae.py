@@ -163,7 +163,7 @@ def main(argv=None):
 
     # Fixed inputs for the pictures, so that every epoch shows the same digits and noise.
     shown_x = test_loader.images[:32].unsqueeze(1).float() / 255
-    first_of_each = [(test_labels == d).nonzero()[0, 0].item() for d in test_labels.unique()[:10].tolist()]
+    first_of_each = [test_labels.tolist().index(digit) for digit in range(10)]
     progress_x = test_loader.images[first_of_each].unsqueeze(1).float() / 255
     sample_z = torch.randn(64, args.z_dim, device=device)
 
