@@ -25,21 +25,32 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train the slides' GAN on MNIST; pictures, metrics and "
                                 "the trained networks land in --out-dir.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--z-dim", type=int, default=10, help="size of the noise z that G turns into an image")
-    p.add_argument("--hidden-dim", type=int, default=500, help="units in each hidden layer of G")
-    p.add_argument("--d-hidden-dim", type=int, default=64,
+    p.add_argument("--z-dim", type=utils.positive_int, default=10, help="size of the noise z that G turns into an image")
+    p.add_argument("--hidden-dim", type=utils.positive_int, default=500, help="units in each hidden layer of G")
+    p.add_argument("--d-hidden-dim", type=utils.positive_int, default=64,
                    help="units in each hidden layer of D; the slides' 500 lets D overpower G, which then "
                    "draws mostly 1s (pass 500 for the slides' setting)")
-    p.add_argument("--batch-size", type=int, default=200, help="real (and fake) images per training step")
-    p.add_argument("--epochs", type=int, default=30, help="passes over the 60,000 training images")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate, for G and D")
+    p.add_argument("--batch-size", type=utils.positive_int, default=200, help="real (and fake) images per training step")
+    p.add_argument("--epochs", type=utils.positive_int, default=30,
+                   help="passes over the 60,000 training images (in all, when resuming)")
+    p.add_argument("--lr", type=utils.positive_float, default=1e-3, help="Adam's learning rate, for G and D")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a CPU run exactly")
     p.add_argument("--data-dir", default="data",
                    help="folder holding MNIST/raw/ (downloaded there when missing)")
     p.add_argument("--out-dir", default="outputs/gan", help="where pictures, metrics.csv and gan.pt go")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to train; auto takes CUDA, then Apple's MPS, then the CPU")
-    return p.parse_args(argv)
+    p.add_argument("--resume", action="store_true",
+                   help="go on from the checkpoint in --out-dir, up to --epochs epochs in all")
+    return utils.one_line_errors(p).parse_args(argv)
+
+
+def criterion(pred_y, y):
+    """The slides' nn.BCELoss(): -[y log D + (1 - y) log(1 - D)], averaged over the batch.
+
+    Written out so that a diverged D (a nan) is reported by the training loop, not a crash.
+    """
+    return -utils.log_bernoulli(y, pred_y).mean()
 
 
 def make_real_y(n, device):
@@ -83,10 +94,13 @@ def main(argv=None):
     args = parse_args(argv)
     device = utils.get_device(args.device)
     utils.seed_everything(args.seed)
-    os.makedirs(args.out_dir, exist_ok=True)
+    checkpoint_path = os.path.join(args.out_dir, "gan.pt")
+    checkpoint = (utils.load_checkpoint(checkpoint_path, "gan.py", args, ["z_dim", "hidden_dim", "d_hidden_dim"])
+                  if args.resume else None)
 
     # ------------------------------------------------------------------------- data
     images, labels = utils.load_mnist(args.data_dir, train=True)
+    utils.prepare_out_dir(args.out_dir)  # only now: bad input above leaves nothing behind
     loader = utils.BatchLoader(images, labels, args.batch_size, device)
     x_shape = (1, 28, 28)
 
@@ -95,20 +109,38 @@ def main(argv=None):
     # The one departure from the slides: D is narrower than G. With 500 units D learns to spot
     # fakes faster than G can follow, and G escapes to the few digits that fool it best.
     d = D(x_shape, args.d_hidden_dim).to(device)
-    criterion = nn.BCELoss()
     g_optimizer = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
     d_optimizer = torch.optim.Adam(d.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
 
     fixed_z = torch.randn(64, args.z_dim, device=device)  # the same noise in every picture
-    with torch.no_grad():
-        grids = {0: g(fixed_z).cpu()}
-    utils.save_grid(grids[0], os.path.join(args.out_dir, "samples_00.png"))
+
+    def save_checkpoint(epoch):
+        utils.save_checkpoint({"script": "gan.py", "g": g.state_dict(), "d": d.state_dict(),
+                               "g_optimizer": g_optimizer.state_dict(), "d_optimizer": d_optimizer.state_dict(),
+                               "config": vars(args), "epoch": epoch, "rng": utils.rng_state(),
+                               "metrics": metrics, "grids": grids}, checkpoint_path)
+
+    # What the figures need from earlier epochs; with --resume, it comes from the checkpoint.
+    if checkpoint:
+        g.load_state_dict(checkpoint["g"])
+        d.load_state_dict(checkpoint["d"])
+        g_optimizer.load_state_dict(checkpoint["g_optimizer"])
+        d_optimizer.load_state_dict(checkpoint["d_optimizer"])
+        metrics, grids = checkpoint["metrics"], checkpoint["grids"]
+        utils.set_rng_state(checkpoint["rng"])  # the same batches and noise as an uninterrupted run
+    else:
+        metrics = []
+        with torch.no_grad():
+            grids = [g(fixed_z).cpu()]  # grids[epoch]: the samples after that epoch, 0 before training
+        utils.save_grid(grids[0], os.path.join(args.out_dir, "samples_00.png"))
+        save_checkpoint(0)  # so that even a run stopped in its first epoch can be resumed
 
     # ------------------------------------------------------------------------- training loop
-    metrics = []
-    for epoch in range(1, args.epochs + 1):
+    ctrl_c = utils.CtrlC()
+    for epoch in range(len(metrics) + 1, args.epochs + 1):  # len(metrics): the epochs already done
         start = time.perf_counter()
         sums = 0
+        epoch_losses = []
         bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False)
         for i, (real_x, _) in enumerate(bar):
             d.zero_grad()
@@ -139,14 +171,21 @@ def main(argv=None):
             d.requires_grad_(True)
             g_optimizer.step()
 
-            batch = torch.stack([real_d_loss, fake_d_loss, g_loss, real_pred_y.mean(), fake_pred_y.mean()])
-            sums = sums + batch.detach() * len(real_x)
+            batch = torch.stack([real_d_loss, fake_d_loss, g_loss, real_pred_y.mean(), fake_pred_y.mean()]).detach()
+            sums = sums + batch * len(real_x)
+            epoch_losses.append(batch[:3])
             if i % 20 == 0:  # reading a value waits for the GPU, so not on every batch
+                utils.stop_if_not_finite(epoch_losses, epoch)
                 bar.set_postfix(d_loss=f"{(real_d_loss + fake_d_loss).item():.2f}", g_loss=f"{g_loss.item():.2f}")
+            if ctrl_c.pressed:
+                break
+        if ctrl_c.pressed:  # the unfinished epoch is dropped: --resume starts it again
+            break
+        utils.stop_if_not_finite(epoch_losses, epoch)
 
         # --------------------------------------------------------------------- visualisation, per epoch
         with torch.no_grad():
-            grids[epoch] = g(fixed_z).cpu()
+            grids.append(g(fixed_z).cpu())
         utils.save_grid(grids[epoch], os.path.join(args.out_dir, f"samples_{epoch:02d}.png"))
         seconds = time.perf_counter() - start
         means = (sums / len(loader.images)).tolist()
@@ -157,13 +196,17 @@ def main(argv=None):
               f"G loss {means[2]:.3f}  D(x) {means[3]:.2f}  D(G(z)) {means[4]:.2f}  "
               f"{seconds:5.1f} s  {len(loader.images) / seconds:6.0f} images/s")
         utils.save_csv(metrics, os.path.join(args.out_dir, "metrics.csv"))
-        utils.save_checkpoint({"g": g.state_dict(), "d": d.state_dict(), "config": vars(args), "epoch": epoch},
-                              os.path.join(args.out_dir, "gan.pt"))
+        save_checkpoint(epoch)
 
     # ------------------------------------------------------------------------- visualisation, at the end
-    shown = sorted({1, min(2, args.epochs), (args.epochs + 1) // 2, args.epochs})
+    done = len(metrics)
+    if not done:  # stopped before the first epoch ended
+        utils.exit_interrupted(args.out_dir, 0)
+    shown = sorted({1, min(2, done), (done + 1) // 2, done})
     utils.save_figure(plot_progress(grids, shown), os.path.join(args.out_dir, "progress.png"))
     utils.save_figure(plot_loss(metrics), os.path.join(args.out_dir, "loss.png"))
+    if ctrl_c.pressed:
+        utils.exit_interrupted(args.out_dir, done)
     print(f"results in {os.path.abspath(args.out_dir)}")
 
 

@@ -3,9 +3,12 @@
 Every file is written atomically (to a temporary file beside it, then renamed), so a run that
 is stopped half-way leaves the previous file or the new one, never a truncated one.
 """
+import argparse
 import contextlib
 import csv
 import os
+import signal
+import struct
 import sys
 
 import matplotlib
@@ -18,6 +21,34 @@ from torchvision.utils import save_image  # noqa: E402
 
 MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def one_line_errors(parser):
+    """Make argparse report a bad option in one line (it prints its whole usage first), still exiting 2."""
+    parser.error = lambda message: parser.exit(2, f"{parser.prog}: error: {message} (see --help)\n")
+    return parser
+
+
+def positive_int(text):
+    """An argparse type: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def positive_float(text):
+    """An argparse type: a number above 0 (and not inf or nan)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
+    return value
 
 
 def get_device(name="auto"):
@@ -41,21 +72,49 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def check_idx_file(path):
+    """Exit with a one-line error if `path` is not a complete IDX file (the format of MNIST's files)."""
+    with open(path, "rb") as f:
+        header = f.read(4)
+        if len(header) < 4 or header[:2] != b"\0\0" or header[2] != 0x08 or not 1 <= header[3] <= 3:
+            sys.exit(f"error: {path} is not an IDX file of unsigned bytes (it does not start as MNIST's files do); "
+                     f"delete it and run again to download it")
+        shape = struct.unpack(f">{header[3]}I", f.read(4 * header[3]).ljust(4 * header[3], b"\0"))
+    expected = 4 + 4 * len(shape) + int(torch.tensor(shape).prod())
+    if os.path.getsize(path) != expected:
+        sys.exit(f"error: {path} holds {os.path.getsize(path)} bytes but its header promises {expected}: "
+                 f"the file is truncated or damaged; delete it and run again to download it")
+
+
 def load_mnist(data_dir, train):
     """MNIST as (images uint8 of shape (N, 28, 28), labels int64 of shape (N,)).
 
     torchvision reads the four raw files from <data_dir>/MNIST/raw/ and downloads them
     when they are missing.
     """
+    raw = os.path.join(data_dir, "MNIST", "raw")
+    for name in MNIST_FILES:  # a half-downloaded file would otherwise fail deep inside torchvision
+        if os.path.isfile(os.path.join(raw, name)):
+            check_idx_file(os.path.join(raw, name))
     try:
         dataset = torchvision.datasets.MNIST(data_dir, train=train, download=True)
     except (RuntimeError, OSError) as e:  # no network, or a mirror that is down
-        raw = os.path.join(data_dir, "MNIST", "raw")
         reason = str(e).strip().splitlines()[-1]  # the last attempt's error
         sys.exit(f"error: MNIST is not in {raw} and could not be downloaded ({reason}). "
                  f"Put the four raw files {', '.join(MNIST_FILES)} there, or pass --data-dir "
                  f"with the folder that holds MNIST/raw/")
     return dataset.data, dataset.targets
+
+
+def log_bernoulli(x, p):
+    """log Ber(x | p) = x log p + (1 - x) log(1 - p), elementwise, for x and p in [0, 1].
+
+    p is clamped at the smallest normal float, so log(0) stays finite (the slide adds 1e-6 to
+    every p instead, which shifts them all). Unlike F.binary_cross_entropy, a nan in p gives a nan
+    that the training loop can report, where binary_cross_entropy raises (on a GPU: crashes).
+    """
+    tiny = torch.finfo(p.dtype).tiny
+    return x * torch.log(p.clamp(min=tiny)) + (1 - x) * torch.log((1 - p).clamp(min=tiny))
 
 
 class BatchLoader:
@@ -84,6 +143,96 @@ class BatchLoader:
         for i in range(0, n, self.batch_size):
             idx = order[i:i + self.batch_size]
             yield self.images[idx].unsqueeze(1).float().div_(255), self.labels[idx]
+
+
+def prepare_out_dir(path):
+    """Create --out-dir, or exit with a one-line error if it cannot be written."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with atomic_path(os.path.join(path, ".write-test")) as tmp:
+            open(tmp, "w").close()
+        os.remove(os.path.join(path, ".write-test"))
+    except OSError as e:
+        sys.exit(f"error: --out-dir {path} cannot be written: {e.strerror}")
+
+
+def rng_state():
+    """The state of every random-number generator in use, to save in a checkpoint."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "mps" in state and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
+
+
+def load_checkpoint(path, script, args, shape_options):
+    """The checkpoint to go on from with --resume; a one-line error if it does not fit `args`.
+
+    `shape_options` name the options that shape the networks: they must be as they were.
+    """
+    if not os.path.isfile(path):
+        sys.exit(f"error: --resume: there is no checkpoint {path}; train without --resume first")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for a damaged file
+        sys.exit(f"error: --resume: {path} is not a readable checkpoint ({type(e).__name__}); "
+                 f"delete it or pass another --out-dir")
+    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
+        sys.exit(f"error: --resume: {path} was not written by {script}")
+    for option in shape_options:
+        if checkpoint["config"][option] != getattr(args, option):
+            flag = "--" + option.replace("_", "-")
+            sys.exit(f"error: --resume: the checkpoint was trained with {flag} {checkpoint['config'][option]}, "
+                     f"not {getattr(args, option)}; {flag} cannot change when resuming")
+    if checkpoint["epoch"] >= args.epochs:
+        sys.exit(f"error: --resume: the checkpoint has done {checkpoint['epoch']} epochs already; "
+                 f"ask for more with --epochs")
+    return checkpoint
+
+
+def stop_if_not_finite(losses, epoch):
+    """Exit with a one-line error naming the first batch of `epoch` whose loss is nan or infinite."""
+    values = torch.stack(losses).view(len(losses), -1)  # a row per batch
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        batch = bad.any(1).nonzero()[0, 0].item()
+        sys.exit(f"error: the loss became {values[batch][bad[batch]][0].item()} at epoch {epoch}, "
+                 f"batch {batch + 1}; training stopped and the checkpoint of epoch {epoch - 1} is kept. "
+                 f"A smaller --lr may help")
+
+
+class CtrlC:
+    """The first Ctrl-C asks the training loop to stop after the current batch; a second quits at once.
+
+    Every file is written atomically, so even quitting at once leaves no truncated file.
+    """
+
+    def __init__(self):
+        self.pressed = False
+        signal.signal(signal.SIGINT, self.handle)
+
+    def handle(self, signum, frame):
+        if self.pressed:
+            print("\nCtrl-C again: quitting now", file=sys.stderr, flush=True)
+            os._exit(130)
+        self.pressed = True
+        print("\nCtrl-C: stopping after this batch (press it again to quit at once)", file=sys.stderr, flush=True)
+
+
+def exit_interrupted(out_dir, epochs_done):
+    """After a Ctrl-C: say what was kept and how to go on, and exit with the usual status 130."""
+    print(f"interrupted after {epochs_done} finished epochs: their checkpoint and pictures are in "
+          f"{os.path.abspath(out_dir)}; to go on, run the same command with --resume")
+    sys.exit(130)
 
 
 @contextlib.contextmanager

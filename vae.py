@@ -12,7 +12,6 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 from torch import distributions as dist
 from torchvision.utils import make_grid
 from tqdm import tqdm
@@ -26,19 +25,22 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train the slides' VAE on MNIST; pictures, metrics and "
                                 "the trained model land in --out-dir.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--z-dim", type=int, default=2,
+    p.add_argument("--z-dim", type=utils.positive_int, default=2,
                    help="size of the latent code z; 2 can be drawn as a plane (latent_space.png)")
-    p.add_argument("--hidden-dim", type=int, default=500, help="units in each hidden layer")
-    p.add_argument("--batch-size", type=int, default=200, help="images per training step")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
-    p.add_argument("--epochs", type=int, default=10, help="passes over the 60,000 training images")
+    p.add_argument("--hidden-dim", type=utils.positive_int, default=500, help="units in each hidden layer")
+    p.add_argument("--batch-size", type=utils.positive_int, default=200, help="images per training step")
+    p.add_argument("--lr", type=utils.positive_float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--epochs", type=utils.positive_int, default=10,
+                   help="passes over the 60,000 training images (in all, when resuming)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a CPU run exactly")
     p.add_argument("--data-dir", default="data",
                    help="folder holding MNIST/raw/ (downloaded there when missing)")
     p.add_argument("--out-dir", default="outputs/vae", help="where pictures, metrics.csv and vae.pt go")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to train; auto takes CUDA, then Apple's MPS, then the CPU")
-    return p.parse_args(argv)
+    p.add_argument("--resume", action="store_true",
+                   help="go on from the checkpoint in --out-dir, up to --epochs epochs in all")
+    return utils.one_line_errors(p).parse_args(argv)
 
 
 # ----------------------------------------------------------------------------- loss
@@ -48,10 +50,9 @@ def compute_elbo(x, x_reconst, z_posterior, z_prior):
     Fixes of the slide: the KL is taken of the `z_posterior` argument (the slide read a
     global `z_dist`), and torch's closed-form KL carries the 1/2 that the slide's formula lacks.
     """
-    # sum_d x_d log x'_d + (1 - x_d) log(1 - x'_d), the Bernoulli log-likelihood of the pixels.
-    # binary_cross_entropy is exactly its negative, and clamps log(0) at -100, so a decoder
-    # output of exactly 0 or 1 stays finite without the slide's +1e-6 on every pixel.
-    log_likelihood = -F.binary_cross_entropy(x_reconst, x, reduction="none").flatten(1).sum(1)
+    # The Bernoulli log-likelihood of the pixels, sum_d x_d log x'_d + (1 - x_d) log(1 - x'_d),
+    # finite even where the decoder outputs exactly 0 or 1.
+    log_likelihood = utils.log_bernoulli(x, x_reconst).flatten(1).sum(1)
     kl = dist.kl_divergence(z_posterior, z_prior).sum(1)
     return (log_likelihood - kl).mean(), log_likelihood.mean(), kl.mean()
 
@@ -146,11 +147,13 @@ def main(argv=None):
     args = parse_args(argv)
     device = utils.get_device(args.device)
     utils.seed_everything(args.seed)
-    os.makedirs(args.out_dir, exist_ok=True)
+    checkpoint_path = os.path.join(args.out_dir, "vae.pt")
+    checkpoint = utils.load_checkpoint(checkpoint_path, "vae.py", args, ["z_dim", "hidden_dim"]) if args.resume else None
 
     # ------------------------------------------------------------------------- data
     train_images, train_labels = utils.load_mnist(args.data_dir, train=True)
     test_images, test_labels = utils.load_mnist(args.data_dir, train=False)
+    utils.prepare_out_dir(args.out_dir)  # only now: bad input above leaves nothing behind
     loader = utils.BatchLoader(train_images, train_labels, args.batch_size, device)
     test_loader = utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False)
     x_shape = (1, 28, 28)
@@ -167,11 +170,30 @@ def main(argv=None):
     progress_x = test_loader.images[first_of_each].unsqueeze(1).float() / 255
     sample_z = torch.randn(64, args.z_dim, device=device)
 
-    # ------------------------------------------------------------------------- training loop
+    # What the figures need from earlier epochs; with --resume, it comes from the checkpoint.
     metrics, batch_losses, progress = [], [], []
-    for epoch in range(1, args.epochs + 1):
+
+    def save_checkpoint(epoch):
+        utils.save_checkpoint({"script": "vae.py", "model": vae.state_dict(), "optimizer": optimizer.state_dict(),
+                               "config": vars(args), "epoch": epoch, "rng": utils.rng_state(), "metrics": metrics,
+                               "batch_losses": torch.stack(batch_losses).cpu() if batch_losses else torch.zeros(0),
+                               "progress": progress}, checkpoint_path)
+
+    if checkpoint:
+        vae.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        metrics, progress = checkpoint["metrics"], checkpoint["progress"]
+        batch_losses = list(checkpoint["batch_losses"].to(device))
+        utils.set_rng_state(checkpoint["rng"])  # the same batches and noise as an uninterrupted run
+    else:
+        save_checkpoint(0)  # so that even a run stopped in its first epoch can be resumed
+
+    # ------------------------------------------------------------------------- training loop
+    ctrl_c = utils.CtrlC()
+    for epoch in range(len(metrics) + 1, args.epochs + 1):  # len(metrics): the epochs already done
         start = time.perf_counter()
         total = 0
+        epoch_losses = []
         bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False)
         for i, (x, _) in enumerate(bar):
             z_dist = vae.encode(x)
@@ -185,10 +207,17 @@ def main(argv=None):
             loss.backward()
             optimizer.step()
 
-            batch_losses.append(loss.detach())
+            epoch_losses.append(loss.detach())
             total = total + loss.detach() * len(x)
             if i % 20 == 0:  # reading the loss waits for the GPU, so not on every batch
+                utils.stop_if_not_finite(epoch_losses, epoch)
                 bar.set_postfix(loss=f"{loss.item():.1f}")
+            if ctrl_c.pressed:
+                break
+        if ctrl_c.pressed:  # the unfinished epoch is dropped: --resume starts it again
+            break
+        utils.stop_if_not_finite(epoch_losses, epoch)
+        batch_losses += epoch_losses
 
         # --------------------------------------------------------------------- visualisation, per epoch
         with torch.no_grad():
@@ -206,10 +235,11 @@ def main(argv=None):
               f"test -ELBO {test_neg_elbo:6.1f} (reconstruction {test_reconst:6.1f} + KL {test_kl:4.1f})  "
               f"{seconds:5.1f} s  {len(loader.images) / seconds:6.0f} images/s")
         utils.save_csv(metrics, os.path.join(args.out_dir, "metrics.csv"))
-        utils.save_checkpoint({"model": vae.state_dict(), "config": vars(args), "epoch": epoch},
-                              os.path.join(args.out_dir, "vae.pt"))
+        save_checkpoint(epoch)
 
     # ------------------------------------------------------------------------- visualisation, at the end
+    if not metrics:  # stopped before the first epoch ended
+        utils.exit_interrupted(args.out_dir, 0)
     utils.save_figure(plot_reconstruction_progress(progress_x.cpu(), test_labels[first_of_each], progress),
                       os.path.join(args.out_dir, "reconstruction_progress.png"))
     utils.save_figure(plot_loss(torch.stack(batch_losses).cpu(), metrics),
@@ -219,6 +249,8 @@ def main(argv=None):
             utils.save_figure(plot_latent_space(vae, device), os.path.join(args.out_dir, "latent_space.png"))
         utils.save_figure(plot_latent_scatter(vae, test_loader),
                           os.path.join(args.out_dir, "latent_scatter.png"))
+    if ctrl_c.pressed:
+        utils.exit_interrupted(args.out_dir, len(metrics))
     print(f"final test -ELBO {metrics[-1]['test_neg_elbo']:.1f} nats per image; "
           f"results in {os.path.abspath(args.out_dir)}")
 
