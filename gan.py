@@ -25,15 +25,15 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train the slides' GAN on MNIST; pictures, metrics and "
                                 "the trained networks land in --out-dir.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--z-dim", type=utils.positive_int, default=10, help="size of the noise z that G turns into an image")
-    p.add_argument("--hidden-dim", type=utils.positive_int, default=500, help="units in each hidden layer of G")
-    p.add_argument("--d-hidden-dim", type=utils.positive_int, default=64,
+    p.add_argument("--z-dim", type=utils.positive(int), default=10, help="size of the noise z that G turns into an image")
+    p.add_argument("--hidden-dim", type=utils.positive(int), default=500, help="units in each hidden layer of G")
+    p.add_argument("--d-hidden-dim", type=utils.positive(int), default=64,
                    help="units in each hidden layer of D; the slides' 500 lets D overpower G, which then "
                    "draws mostly 1s (pass 500 for the slides' setting)")
-    p.add_argument("--batch-size", type=utils.positive_int, default=200, help="real (and fake) images per training step")
-    p.add_argument("--epochs", type=utils.positive_int, default=30,
+    p.add_argument("--batch-size", type=utils.positive(int), default=200, help="real (and fake) images per training step")
+    p.add_argument("--epochs", type=utils.positive(int), default=30,
                    help="passes over the 60,000 training images (in all, when resuming)")
-    p.add_argument("--lr", type=utils.positive_float, default=1e-3, help="Adam's learning rate, for G and D")
+    p.add_argument("--lr", type=utils.positive(float), default=1e-3, help="Adam's learning rate, for G and D")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a CPU run exactly")
     p.add_argument("--data-dir", default="data",
                    help="folder holding MNIST/raw/ (downloaded there when missing)")
@@ -139,8 +139,7 @@ def main(argv=None):
     ctrl_c = utils.CtrlC()
     for epoch in range(len(metrics) + 1, args.epochs + 1):  # len(metrics): the epochs already done
         start = time.perf_counter()
-        sums = 0
-        epoch_losses = []
+        rows = []  # per batch: D's losses on real and fake, G's loss, D(x), D(G(z)); times the batch size
         bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False)
         for i, (real_x, _) in enumerate(bar):
             d.zero_grad()
@@ -171,24 +170,23 @@ def main(argv=None):
             d.requires_grad_(True)
             g_optimizer.step()
 
-            batch = torch.stack([real_d_loss, fake_d_loss, g_loss, real_pred_y.mean(), fake_pred_y.mean()]).detach()
-            sums = sums + batch * len(real_x)
-            epoch_losses.append(batch[:3])
+            rows.append(torch.stack([real_d_loss, fake_d_loss, g_loss, real_pred_y.mean(), fake_pred_y.mean()])
+                        .detach() * len(real_x))
             if i % 20 == 0:  # reading a value waits for the GPU, so not on every batch
-                utils.stop_if_not_finite(epoch_losses, epoch)
+                utils.stop_if_not_finite(rows, epoch)
                 bar.set_postfix(d_loss=f"{(real_d_loss + fake_d_loss).item():.2f}", g_loss=f"{g_loss.item():.2f}")
             if ctrl_c.pressed:
                 break
         if ctrl_c.pressed:  # the unfinished epoch is dropped: --resume starts it again
             break
-        utils.stop_if_not_finite(epoch_losses, epoch)
+        utils.stop_if_not_finite(rows, epoch)
 
         # --------------------------------------------------------------------- visualisation, per epoch
         with torch.no_grad():
             grids.append(g(fixed_z).cpu())
         utils.save_grid(grids[epoch], os.path.join(args.out_dir, f"samples_{epoch:02d}.png"))
         seconds = time.perf_counter() - start
-        means = (sums / len(loader.images)).tolist()
+        means = (torch.stack(rows).sum(0) / len(loader.images)).tolist()
         metrics.append({"epoch": epoch, "d_loss_real": means[0], "d_loss_fake": means[1], "g_loss": means[2],
                         "d_real": means[3], "d_fake": means[4], "seconds": seconds,
                         "images_per_second": len(loader.images) / seconds})

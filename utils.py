@@ -6,6 +6,7 @@ is stopped half-way leaves the previous file or the new one, never a truncated o
 import argparse
 import contextlib
 import csv
+import math
 import os
 import signal
 import struct
@@ -29,26 +30,17 @@ def one_line_errors(parser):
     return parser
 
 
-def positive_int(text):
-    """An argparse type: a whole number above 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
-    return value
-
-
-def positive_float(text):
-    """An argparse type: a number above 0 (and not inf or nan)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
-    return value
+def positive(number):
+    """An argparse type: a `number` (int or float) above 0, and finite."""
+    def parse(text):
+        try:
+            value = number(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{' whole' if number is int else ''} number")
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
+        return value
+    return parse
 
 
 def get_device(name="auto"):
@@ -75,14 +67,13 @@ def seed_everything(seed):
 def check_idx_file(path):
     """Exit with a one-line error if `path` is not a complete IDX file (the format of MNIST's files)."""
     with open(path, "rb") as f:
-        header = f.read(4)
-        if len(header) < 4 or header[:2] != b"\0\0" or header[2] != 0x08 or not 1 <= header[3] <= 3:
+        magic = f.read(4)  # 0, 0, 8 (unsigned bytes), then the number of dimensions
+        if len(magic) < 4 or magic[:3] != b"\0\0\x08" or not 1 <= magic[3] <= 3:
             sys.exit(f"error: {path} is not an IDX file of unsigned bytes (it does not start as MNIST's files do); "
                      f"delete it and run again to download it")
-        shape = struct.unpack(f">{header[3]}I", f.read(4 * header[3]).ljust(4 * header[3], b"\0"))
-    expected = 4 + 4 * len(shape) + int(torch.tensor(shape).prod())
-    if os.path.getsize(path) != expected:
-        sys.exit(f"error: {path} holds {os.path.getsize(path)} bytes but its header promises {expected}: "
+        dims = f.read(4 * magic[3])
+    if len(dims) < 4 * magic[3] or os.path.getsize(path) != 4 + len(dims) + math.prod(struct.unpack(f">{magic[3]}I", dims)):
+        sys.exit(f"error: {path} holds {os.path.getsize(path)} bytes, not what its header promises: "
                  f"the file is truncated or damaged; delete it and run again to download it")
 
 
@@ -149,11 +140,10 @@ def prepare_out_dir(path):
     """Create --out-dir, or exit with a one-line error if it cannot be written."""
     try:
         os.makedirs(path, exist_ok=True)
-        with atomic_path(os.path.join(path, ".write-test")) as tmp:
-            open(tmp, "w").close()
-        os.remove(os.path.join(path, ".write-test"))
     except OSError as e:
         sys.exit(f"error: --out-dir {path} cannot be written: {e.strerror}")
+    if not os.access(path, os.W_OK):
+        sys.exit(f"error: --out-dir {path} cannot be written: permission denied")
 
 
 def rng_state():

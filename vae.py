@@ -25,12 +25,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train the slides' VAE on MNIST; pictures, metrics and "
                                 "the trained model land in --out-dir.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--z-dim", type=utils.positive_int, default=2,
+    p.add_argument("--z-dim", type=utils.positive(int), default=2,
                    help="size of the latent code z; 2 can be drawn as a plane (latent_space.png)")
-    p.add_argument("--hidden-dim", type=utils.positive_int, default=500, help="units in each hidden layer")
-    p.add_argument("--batch-size", type=utils.positive_int, default=200, help="images per training step")
-    p.add_argument("--lr", type=utils.positive_float, default=1e-3, help="Adam's learning rate")
-    p.add_argument("--epochs", type=utils.positive_int, default=10,
+    p.add_argument("--hidden-dim", type=utils.positive(int), default=500, help="units in each hidden layer")
+    p.add_argument("--batch-size", type=utils.positive(int), default=200, help="images per training step")
+    p.add_argument("--lr", type=utils.positive(float), default=1e-3, help="Adam's learning rate")
+    p.add_argument("--epochs", type=utils.positive(int), default=10,
                    help="passes over the 60,000 training images (in all, when resuming)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a CPU run exactly")
     p.add_argument("--data-dir", default="data",
