@@ -2,46 +2,59 @@
 
     python gan.py                      # every digit, in about equal shares
     python gan.py --d-hidden-dim 500   # the slides' setting: mostly 1s
+    python gan.py --sample 64          # 64 new images from the G trained above
     python gan.py --help               # every option
 
 The script follows the slides: settings, data, networks, training loop, visualisation.
 """
 import argparse
+import math
 import os
 import time
 
 import matplotlib.pyplot as plt
 import torch
-from torch import nn
+from matplotlib import font_manager
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
 import utils
 from models import D, G
 
+X_SHAPE = (1, 28, 28)  # MNIST's and Fashion-MNIST's images: one channel of 28x28 pixels
+
 
 # ----------------------------------------------------------------------------- settings
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Train the slides' GAN on MNIST; pictures, metrics and "
-                                "the trained networks land in --out-dir.",
+    p = argparse.ArgumentParser(description="Train the slides' GAN on MNIST (or Fashion-MNIST); pictures, "
+                                "metrics and the trained networks land in --out-dir.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--z-dim", type=utils.positive(int), default=10, help="size of the noise z that G turns into an image")
+    p.add_argument("--z-dim", type=utils.positive(int), default=10,
+                   help="size of the noise z that G turns into an image")
     p.add_argument("--hidden-dim", type=utils.positive(int), default=500, help="units in each hidden layer of G")
     p.add_argument("--d-hidden-dim", type=utils.positive(int), default=64,
                    help="units in each hidden layer of D; the slides' 500 lets D overpower G, which then "
                    "draws mostly 1s (pass 500 for the slides' setting)")
-    p.add_argument("--batch-size", type=utils.positive(int), default=200, help="real (and fake) images per training step")
+    p.add_argument("--batch-size", type=utils.positive(int), default=200,
+                   help="real (and as many fake) images per training step")
     p.add_argument("--epochs", type=utils.positive(int), default=30,
                    help="passes over the 60,000 training images (in all, when resuming)")
     p.add_argument("--lr", type=utils.positive(float), default=1e-3, help="Adam's learning rate, for G and D")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a CPU run exactly")
+    p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS),
+                   help="mnist: handwritten digits; fashion-mnist: Zalando's photos of clothes, "
+                   "also 28x28 pixels in 10 classes")
     p.add_argument("--data-dir", default="data",
-                   help="folder holding MNIST/raw/ (downloaded there when missing)")
+                   help="folder holding MNIST/raw/ or FashionMNIST/raw/ (downloaded there when missing)")
     p.add_argument("--out-dir", default="outputs/gan", help="where pictures, metrics.csv and gan.pt go")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to train; auto takes CUDA, then Apple's MPS, then the CPU")
     p.add_argument("--resume", action="store_true",
                    help="go on from the checkpoint in --out-dir, up to --epochs epochs in all")
+    p.add_argument("--sample", type=utils.positive(int), metavar="N",
+                   help="do not train: turn N draws of z into images with the G trained in --out-dir (its settings "
+                   "come from the checkpoint), save them as generated.png, and exit")
     return utils.one_line_errors(p).parse_args(argv)
 
 
@@ -66,10 +79,26 @@ def plot_progress(grids, epochs):
     """The slide's figure: the fixed-noise samples after a few epochs, side by side."""
     fig, axes = plt.subplots(1, len(epochs), figsize=(4 * len(epochs), 4.3), squeeze=False)
     for ax, epoch in zip(axes[0], epochs):
-        ax.imshow(make_grid(grids[epoch], nrow=8, padding=2, pad_value=0.5).permute(1, 2, 0))
+        ax.imshow(make_grid(grids[epoch], nrow=8, padding=2, pad_value=0.5).permute(1, 2, 0).numpy())
         ax.set_title(f"after epoch {epoch}" if epoch else "before training")
         ax.axis("off")
     return fig
+
+
+def save_progress_gif(grids, path):
+    """An animation of the fixed-noise samples: one frame per epoch, the epoch written above each."""
+    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 15)  # a font that matplotlib brings
+    frames = []
+    for epoch, images in enumerate(grids):
+        grid = make_grid(images, nrow=8, padding=2, pad_value=0.5)[0]  # grey: one of the three equal channels
+        grid = Image.fromarray(grid.mul(255).add(0.5).clamp(0, 255).byte().numpy())  # rounded as in save_image
+        frame = Image.new("L", (grid.width, grid.height + 24), 255)
+        frame.paste(grid, (0, 24))
+        ImageDraw.Draw(frame).text((6, 3), f"after epoch {epoch}" if epoch else "before training", fill=0, font=font)
+        frames.append(frame)
+    durations = [250] * (len(frames) - 1) + [2000]  # milliseconds; the last frame stays a while
+    with utils.atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
 
 
 def plot_loss(metrics):
@@ -90,25 +119,40 @@ def plot_loss(metrics):
     return fig
 
 
+@torch.no_grad()
+def sample(checkpoint_path, n, device):
+    """--sample: rebuild the trained G from its checkpoint and turn n draws of z into images."""
+    checkpoint = utils.read_checkpoint(checkpoint_path, "gan.py", "--sample")
+    config = checkpoint["config"]
+    g = G(config["z_dim"], X_SHAPE, config["hidden_dim"]).to(device)
+    g.load_state_dict(checkpoint["g"])
+    path = os.path.join(os.path.dirname(checkpoint_path), "generated.png")
+    utils.prepare_out_dir(os.path.dirname(path))
+    utils.save_grid(g(torch.randn(n, g.z_dim, device=device)), path, nrow=math.ceil(math.sqrt(n)))
+    print(f"{n} images from the {config['dataset']} G after epoch {checkpoint['epoch']}: {os.path.abspath(path)}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = utils.get_device(args.device)
     utils.seed_everything(args.seed)
     checkpoint_path = os.path.join(args.out_dir, "gan.pt")
-    checkpoint = (utils.load_checkpoint(checkpoint_path, "gan.py", args, ["z_dim", "hidden_dim", "d_hidden_dim"])
+    if args.sample:
+        return sample(checkpoint_path, args.sample, device)
+    checkpoint = (utils.load_checkpoint(checkpoint_path, "gan.py", args,
+                                        ["dataset", "z_dim", "hidden_dim", "d_hidden_dim"])
                   if args.resume else None)
 
     # ------------------------------------------------------------------------- data
-    images, labels = utils.load_mnist(args.data_dir, train=True)
+    images, labels, _ = utils.load_dataset(args.dataset, args.data_dir, train=True)
     utils.prepare_out_dir(args.out_dir)  # only now: bad input above leaves nothing behind
     loader = utils.BatchLoader(images, labels, args.batch_size, device)
-    x_shape = (1, 28, 28)
 
     # ------------------------------------------------------------------------- networks
-    g = G(args.z_dim, x_shape, args.hidden_dim).to(device)
+    g = G(args.z_dim, X_SHAPE, args.hidden_dim).to(device)
     # The one departure from the slides: D is narrower than G. With 500 units D learns to spot
     # fakes faster than G can follow, and G escapes to the few digits that fool it best.
-    d = D(x_shape, args.d_hidden_dim).to(device)
+    d = D(X_SHAPE, args.d_hidden_dim).to(device)
     g_optimizer = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
     d_optimizer = torch.optim.Adam(d.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
 
@@ -202,6 +246,7 @@ def main(argv=None):
         utils.exit_interrupted(args.out_dir, 0)
     shown = sorted({1, min(2, done), (done + 1) // 2, done})
     utils.save_figure(plot_progress(grids, shown), os.path.join(args.out_dir, "progress.png"))
+    save_progress_gif(grids, os.path.join(args.out_dir, "progress.gif"))
     utils.save_figure(plot_loss(metrics), os.path.join(args.out_dir, "loss.png"))
     if ctrl_c.pressed:
         utils.exit_interrupted(args.out_dir, done)

@@ -5,7 +5,6 @@ the slides, so that each attribute here can be found there by name.
 """
 import math
 
-import torch
 from torch import nn
 from torch.distributions import Normal
 

@@ -1,4 +1,4 @@
-"""What vae.py and gan.py share: device, seeding, MNIST, a fast batch loader, and saving results.
+"""What vae.py and gan.py share: device, seeding, the data, a fast batch loader, and saving results.
 
 Every file is written atomically (to a temporary file beside it, then renamed), so a run that
 is stopped half-way leaves the previous file or the new one, never a truncated one.
@@ -20,8 +20,10 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
-MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+# --dataset: both are 28x28 grey images in 10 classes, in the same four files.
+DATASETS = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}
+RAW_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
 
 def one_line_errors(parser):
@@ -30,15 +32,16 @@ def one_line_errors(parser):
     return parser
 
 
-def positive(number):
-    """An argparse type: a `number` (int or float) above 0, and finite."""
+def positive(number, zero_ok=False):
+    """An argparse type: a `number` (int or float) above 0 (or 0 too, if `zero_ok`), and finite."""
     def parse(text):
         try:
             value = number(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a{' whole' if number is int else ''} number")
-        if not 0 < value < float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
+        in_range = value >= 0 if zero_ok else value > 0  # False for nan too
+        if not in_range or math.isinf(value):
+            raise argparse.ArgumentTypeError(f"must be a number {'of 0 or more' if zero_ok else 'above 0'}, not {text}")
         return value
     return parse
 
@@ -72,29 +75,32 @@ def check_idx_file(path):
             sys.exit(f"error: {path} is not an IDX file of unsigned bytes (it does not start as MNIST's files do); "
                      f"delete it and run again to download it")
         dims = f.read(4 * magic[3])
-    if len(dims) < 4 * magic[3] or os.path.getsize(path) != 4 + len(dims) + math.prod(struct.unpack(f">{magic[3]}I", dims)):
+    if (len(dims) < 4 * magic[3]  # checked first: unpacking needs every byte of the sizes
+            or os.path.getsize(path) != 4 + len(dims) + math.prod(struct.unpack(f">{magic[3]}I", dims))):
         sys.exit(f"error: {path} holds {os.path.getsize(path)} bytes, not what its header promises: "
                  f"the file is truncated or damaged; delete it and run again to download it")
 
 
-def load_mnist(data_dir, train):
-    """MNIST as (images uint8 of shape (N, 28, 28), labels int64 of shape (N,)).
+def load_dataset(name, data_dir, train):
+    """MNIST or Fashion-MNIST as (images uint8 (N, 28, 28), labels int64 (N,), the 10 class names).
 
-    torchvision reads the four raw files from <data_dir>/MNIST/raw/ and downloads them
-    when they are missing.
+    torchvision reads the four raw files from <data_dir>/MNIST/raw/ (or FashionMNIST/raw/)
+    and downloads them when they are missing.
     """
-    raw = os.path.join(data_dir, "MNIST", "raw")
-    for name in MNIST_FILES:  # a half-downloaded file would otherwise fail deep inside torchvision
-        if os.path.isfile(os.path.join(raw, name)):
-            check_idx_file(os.path.join(raw, name))
+    folder = DATASETS[name].__name__
+    raw = os.path.join(data_dir, folder, "raw")
+    for file in RAW_FILES:  # a half-downloaded file would otherwise fail deep inside torchvision
+        if os.path.isfile(os.path.join(raw, file)):
+            check_idx_file(os.path.join(raw, file))
     try:
-        dataset = torchvision.datasets.MNIST(data_dir, train=train, download=True)
+        dataset = DATASETS[name](data_dir, train=train, download=True)
     except (RuntimeError, OSError) as e:  # no network, or a mirror that is down
         reason = str(e).strip().splitlines()[-1]  # the last attempt's error
-        sys.exit(f"error: MNIST is not in {raw} and could not be downloaded ({reason}). "
-                 f"Put the four raw files {', '.join(MNIST_FILES)} there, or pass --data-dir "
-                 f"with the folder that holds MNIST/raw/")
-    return dataset.data, dataset.targets
+        sys.exit(f"error: {folder} is not in {raw} and could not be downloaded ({reason}). "
+                 f"Put the four raw files {', '.join(RAW_FILES)} there, or pass --data-dir "
+                 f"with the folder that holds {folder}/raw/")
+    classes = [c.split(" - ")[0] for c in dataset.classes]  # MNIST's read "0 - zero": the digit is enough
+    return dataset.data, dataset.targets, classes
 
 
 def log_bernoulli(x, p):
@@ -111,7 +117,7 @@ def log_bernoulli(x, p):
 class BatchLoader:
     """Shuffled batches of (images, labels) from one split held whole on the device.
 
-    MNIST is small (47 MB as uint8), so the whole split lives on the device and a batch is
+    The data are small (47 MB as uint8), so the whole split lives on the device and a batch is
     one index operation: no per-image PIL transform and no worker processes, the two costs
     that dominate torchvision's DataLoader + ToTensor for networks this small. Iterating
     yields float images of shape (B, 1, 28, 28) in [0, 1], as ToTensor would.
@@ -164,21 +170,27 @@ def set_rng_state(state):
         torch.mps.set_rng_state(state["mps"])
 
 
-def load_checkpoint(path, script, args, shape_options):
-    """The checkpoint to go on from with --resume; a one-line error if it does not fit `args`.
-
-    `shape_options` name the options that shape the networks: they must be as they were.
-    """
+def read_checkpoint(path, script, option):
+    """The checkpoint that `script` wrote at `path`, for `option` (--resume or --sample); a one-line error if none."""
     if not os.path.isfile(path):
-        sys.exit(f"error: --resume: there is no checkpoint {path}; train without --resume first")
+        sys.exit(f"error: {option}: there is no checkpoint {path}; train first, without {option}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a damaged file
-        sys.exit(f"error: --resume: {path} is not a readable checkpoint ({type(e).__name__}); "
+        sys.exit(f"error: {option}: {path} is not a readable checkpoint ({type(e).__name__}); "
                  f"delete it or pass another --out-dir")
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
-        sys.exit(f"error: --resume: {path} was not written by {script}")
-    for option in shape_options:
+        sys.exit(f"error: {option}: {path} was not written by {script}")
+    return checkpoint
+
+
+def load_checkpoint(path, script, args, fixed_options):
+    """The checkpoint to go on from with --resume; a one-line error if it does not fit `args`.
+
+    `fixed_options` name the options that cannot change: the networks' shapes and the data.
+    """
+    checkpoint = read_checkpoint(path, script, "--resume")
+    for option in fixed_options:
         if checkpoint["config"][option] != getattr(args, option):
             flag = "--" + option.replace("_", "-")
             sys.exit(f"error: --resume: the checkpoint was trained with {flag} {checkpoint['config'][option]}, "

@@ -2,11 +2,13 @@
 
     python vae.py                      # the slides' settings: z = 2, 10 epochs
     python vae.py --z-dim 20           # a sharper model; no latent-space plots
+    python vae.py --sample 64          # 64 new images from the model trained above
     python vae.py --help               # every option
 
 The script follows the slides: settings, data, network, loss, training loop, visualisation.
 """
 import argparse
+import math
 import os
 import time
 
@@ -19,11 +21,13 @@ from tqdm import tqdm
 import utils
 from models import VAE
 
+X_SHAPE = (1, 28, 28)  # MNIST's and Fashion-MNIST's images: one channel of 28x28 pixels
+
 
 # ----------------------------------------------------------------------------- settings
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Train the slides' VAE on MNIST; pictures, metrics and "
-                                "the trained model land in --out-dir.",
+    p = argparse.ArgumentParser(description="Train the slides' VAE on MNIST (or Fashion-MNIST); pictures, "
+                                "metrics and the trained model land in --out-dir.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--z-dim", type=utils.positive(int), default=2,
                    help="size of the latent code z; 2 can be drawn as a plane (latent_space.png)")
@@ -32,14 +36,23 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=utils.positive(float), default=1e-3, help="Adam's learning rate")
     p.add_argument("--epochs", type=utils.positive(int), default=10,
                    help="passes over the 60,000 training images (in all, when resuming)")
+    p.add_argument("--iw-samples", type=utils.positive(int, zero_ok=True), default=10, metavar="K",
+                   help="samples per test image for the importance-weighted estimate of log p(x) at the end; "
+                   "more is closer to log p(x) and slower; 0 skips it")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a CPU run exactly")
+    p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS),
+                   help="mnist: handwritten digits; fashion-mnist: Zalando's photos of clothes, "
+                   "also 28x28 pixels in 10 classes")
     p.add_argument("--data-dir", default="data",
-                   help="folder holding MNIST/raw/ (downloaded there when missing)")
+                   help="folder holding MNIST/raw/ or FashionMNIST/raw/ (downloaded there when missing)")
     p.add_argument("--out-dir", default="outputs/vae", help="where pictures, metrics.csv and vae.pt go")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to train; auto takes CUDA, then Apple's MPS, then the CPU")
     p.add_argument("--resume", action="store_true",
                    help="go on from the checkpoint in --out-dir, up to --epochs epochs in all")
+    p.add_argument("--sample", type=utils.positive(int), metavar="N",
+                   help="do not train: decode N draws of z ~ N(0, I) with the model trained in --out-dir (its settings "
+                   "come from the checkpoint) into generated.png, and exit")
     return utils.one_line_errors(p).parse_args(argv)
 
 
@@ -69,6 +82,26 @@ def evaluate(vae, loader, z_prior):
     return (totals / len(loader.images)).tolist()
 
 
+@torch.no_grad()
+def estimate_neg_log_likelihood(vae, loader, z_prior, k):
+    """-log p(x) over the loader in nats per image, estimated with K importance samples per image.
+
+    log p(x) = log E_q(z|x)[w] with w = p(x|z) p(z) / q(z|x). The ELBO is E_q[log w], a lower
+    bound, short of log p(x) by KL(q(z|x) || p(z|x)). Averaging K weights before the log
+    (Burda et al., 2016) gives a bound that tightens as K grows; with K = 1 it is the ELBO.
+    """
+    total = 0
+    for x, _ in tqdm(loader, desc="importance sampling", leave=False):
+        z_posterior = vae.encode(x)
+        log_w = []
+        for _ in range(k):
+            z = z_posterior.sample()
+            log_w.append(utils.log_bernoulli(x, vae.decode(z)).flatten(1).sum(1)
+                         + z_prior.log_prob(z).sum(1) - z_posterior.log_prob(z).sum(1))
+        total = total + torch.logsumexp(torch.stack(log_w), 0).sum() - len(x) * math.log(k)
+    return -total.item() / len(loader.images)
+
+
 # ----------------------------------------------------------------------------- visualisation
 def interleave_rows(top, bottom, nrow):
     """Rows of `top` images, each followed by the row of `bottom` images beneath it."""
@@ -76,20 +109,35 @@ def interleave_rows(top, bottom, nrow):
     return rows.flatten(0, 2)
 
 
-def plot_reconstruction_progress(originals, labels, reconstructions):
-    """The slide's figure: each row one test digit, then its reconstruction after each epoch."""
+def plot_image_table(columns, column_names, row_names, title):
+    """Images in a table with named rows and columns; `columns` holds one image batch per column."""
+    grid = make_grid(torch.stack(columns, 1).flatten(0, 1), nrow=len(columns), padding=2, pad_value=1)
+    fig, ax = plt.subplots(figsize=(0.7 * len(columns) + 1.5, 0.7 * len(columns[0]) + 0.6))
+    ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([30 * i + 15 for i in range(len(columns))], column_names, rotation=45, ha="right")
+    ax.set_yticks([30 * i + 15 for i in range(len(row_names))], row_names)
+    ax.tick_params(length=0)
+    ax.set_title(title)
+    return fig
+
+
+def plot_reconstruction_progress(originals, names, reconstructions):
+    """The slide's figure: each row one test image, then its reconstruction after each epoch."""
     epochs = len(reconstructions)
     shown = sorted(set(torch.linspace(0, epochs - 1, min(epochs, 10)).round().long().tolist()))
-    columns = [originals] + [reconstructions[e] for e in shown]
-    grid = make_grid(torch.stack(columns, 1).flatten(0, 1), nrow=len(columns), padding=2, pad_value=1)
-    fig, ax = plt.subplots(figsize=(0.7 * len(columns) + 1, 0.7 * len(originals) + 0.6))
-    ax.imshow(grid[0], cmap="gray", vmin=0, vmax=1)
-    ax.set_xticks([30 * i + 15 for i in range(len(columns))],
-                  ["original"] + [f"epoch {e + 1}" for e in shown], rotation=45, ha="right")
-    ax.set_yticks([30 * i + 15 for i in range(len(originals))], [f"digit {y}" for y in labels.tolist()])
-    ax.tick_params(length=0)
-    ax.set_title("Reconstruction progress")
-    return fig
+    return plot_image_table([originals] + [reconstructions[e] for e in shown],
+                            ["original"] + [f"epoch {e + 1}" for e in shown], names, "Reconstruction progress")
+
+
+def plot_interpolation(vae, x_from, x_to, names_from, names_to, steps=11):
+    """Decode the straight line in z from each x_from's posterior mean to the x_to's beside it."""
+    z_from, z_to = vae.encode(x_from).mean, vae.encode(x_to).mean
+    ts = torch.linspace(0, 1, steps).tolist()
+    path = [vae.decode(torch.lerp(z_from, z_to, t)).cpu() for t in ts]  # (1 - t) z_from + t z_to
+    return plot_image_table([x_from.cpu()] + path + [x_to.cpu()],
+                            ["from"] + [f"t = {t:.1f}" for t in ts] + ["to"],
+                            [f"{a} → {b}" for a, b in zip(names_from, names_to)],
+                            "Walking in a straight line through z")
 
 
 def plot_loss(batch_losses, metrics):
@@ -120,7 +168,7 @@ def plot_latent_space(vae, device, n=20):
     z1, z2 = torch.meshgrid(z, z.flip(0), indexing="xy")  # z2 grows upwards, as on a plot
     images = vae.decode(torch.stack([z1, z2], -1).view(-1, 2).to(device)).cpu()
     fig, ax = plt.subplots(figsize=(8, 8))
-    ax.imshow(make_grid(images, nrow=n, padding=0)[0], cmap="gray", extent=[0, n, 0, n])
+    ax.imshow(make_grid(images, nrow=n, padding=0)[0].numpy(), cmap="gray", extent=[0, n, 0, n])
     ticks = [0, n // 4, n // 2, 3 * n // 4, n - 1]
     ax.set_xticks([t + 0.5 for t in ticks], [f"{z[t]:.2f}" for t in ticks])
     ax.set_yticks([t + 0.5 for t in ticks], [f"{z[t]:.2f}" for t in ticks])
@@ -129,18 +177,32 @@ def plot_latent_space(vae, device, n=20):
 
 
 @torch.no_grad()
-def plot_latent_scatter(vae, loader):
-    """Where the encoder puts each test digit: the posterior mean, coloured by label."""
+def plot_latent_scatter(vae, loader, classes):
+    """Where the encoder puts each test image: the posterior mean, coloured by its class."""
     mus, labels = zip(*[(vae.encode(x).mean.cpu(), y.cpu()) for x, y in loader])
     mu, label = torch.cat(mus), torch.cat(labels)
     fig, ax = plt.subplots(figsize=(7, 6))
-    for digit in label.unique().tolist():
-        m = mu[label == digit]
-        ax.scatter(m[:, 0], m[:, 1], s=2, alpha=0.6, color=plt.cm.tab10(digit), label=str(digit))
-    ax.legend(title="digit", markerscale=6, loc="center left", bbox_to_anchor=(1, 0.5))
+    for c in label.unique().tolist():
+        m = mu[label == c]
+        ax.scatter(m[:, 0], m[:, 1], s=2, alpha=0.6, color=plt.cm.tab10(c), label=classes[c])
+    ax.legend(markerscale=6, loc="center left", bbox_to_anchor=(1, 0.5))
     ax.set(xlabel="$z_1$", ylabel="$z_2$", title="Posterior means of the test set")
     ax.set_aspect("equal")
     return fig
+
+
+@torch.no_grad()
+def sample(checkpoint_path, n, device):
+    """--sample: rebuild the trained VAE from its checkpoint and decode n draws of z ~ N(0, I)."""
+    checkpoint = utils.read_checkpoint(checkpoint_path, "vae.py", "--sample")
+    config = checkpoint["config"]
+    vae = VAE(X_SHAPE, config["z_dim"], config["hidden_dim"]).to(device)
+    vae.load_state_dict(checkpoint["model"])
+    path = os.path.join(os.path.dirname(checkpoint_path), "generated.png")
+    utils.prepare_out_dir(os.path.dirname(path))
+    utils.save_grid(vae.decode(torch.randn(n, vae.z_dim, device=device)), path, nrow=math.ceil(math.sqrt(n)))
+    print(f"{n} images from the {config['dataset']} VAE (z = {vae.z_dim}) after epoch {checkpoint['epoch']}: "
+          f"{os.path.abspath(path)}")
 
 
 def main(argv=None):
@@ -148,25 +210,27 @@ def main(argv=None):
     device = utils.get_device(args.device)
     utils.seed_everything(args.seed)
     checkpoint_path = os.path.join(args.out_dir, "vae.pt")
-    checkpoint = utils.load_checkpoint(checkpoint_path, "vae.py", args, ["z_dim", "hidden_dim"]) if args.resume else None
+    if args.sample:
+        return sample(checkpoint_path, args.sample, device)
+    checkpoint = (utils.load_checkpoint(checkpoint_path, "vae.py", args, ["dataset", "z_dim", "hidden_dim"])
+                  if args.resume else None)
 
     # ------------------------------------------------------------------------- data
-    train_images, train_labels = utils.load_mnist(args.data_dir, train=True)
-    test_images, test_labels = utils.load_mnist(args.data_dir, train=False)
+    train_images, train_labels, classes = utils.load_dataset(args.dataset, args.data_dir, train=True)
+    test_images, test_labels, _ = utils.load_dataset(args.dataset, args.data_dir, train=False)
     utils.prepare_out_dir(args.out_dir)  # only now: bad input above leaves nothing behind
     loader = utils.BatchLoader(train_images, train_labels, args.batch_size, device)
     test_loader = utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False)
-    x_shape = (1, 28, 28)
 
     # ------------------------------------------------------------------------- network
-    vae = VAE(x_shape, args.z_dim, args.hidden_dim).to(device)
+    vae = VAE(X_SHAPE, args.z_dim, args.hidden_dim).to(device)
     # fused: one kernel updates every parameter, instead of about ten passes over each.
     optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr, fused=True)
     z_prior = dist.Normal(torch.zeros(args.z_dim, device=device), torch.ones(args.z_dim, device=device))
 
     # Fixed inputs for the pictures, so that every epoch shows the same digits and noise.
     shown_x = test_loader.images[:32].unsqueeze(1).float() / 255
-    first_of_each = [test_labels.tolist().index(digit) for digit in range(10)]
+    first_of_each = [test_labels.tolist().index(c) for c in range(len(classes))]
     progress_x = test_loader.images[first_of_each].unsqueeze(1).float() / 255
     sample_z = torch.randn(64, args.z_dim, device=device)
 
@@ -240,19 +304,28 @@ def main(argv=None):
     # ------------------------------------------------------------------------- visualisation, at the end
     if not metrics:  # stopped before the first epoch ended
         utils.exit_interrupted(args.out_dir, 0)
-    utils.save_figure(plot_reconstruction_progress(progress_x.cpu(), test_labels[first_of_each], progress),
+    utils.save_figure(plot_reconstruction_progress(progress_x.cpu(), classes, progress),
                       os.path.join(args.out_dir, "reconstruction_progress.png"))
     utils.save_figure(plot_loss(torch.stack(batch_losses).cpu(), metrics),
                       os.path.join(args.out_dir, "loss.png"))
+    with torch.no_grad():
+        # Each class's first test image, to the next class's: 0 to 1, 1 to 2, ..., 9 to 0.
+        next_classes = classes[1:] + classes[:1]
+        utils.save_figure(plot_interpolation(vae, progress_x, progress_x.roll(-1, 0), classes, next_classes),
+                          os.path.join(args.out_dir, "interpolation.png"))
     if args.z_dim == 2:
         with torch.no_grad():
             utils.save_figure(plot_latent_space(vae, device), os.path.join(args.out_dir, "latent_space.png"))
-        utils.save_figure(plot_latent_scatter(vae, test_loader),
+        utils.save_figure(plot_latent_scatter(vae, test_loader, classes),
                           os.path.join(args.out_dir, "latent_scatter.png"))
     if ctrl_c.pressed:
         utils.exit_interrupted(args.out_dir, len(metrics))
-    print(f"final test -ELBO {metrics[-1]['test_neg_elbo']:.1f} nats per image; "
-          f"results in {os.path.abspath(args.out_dir)}")
+    print(f"final test -ELBO {metrics[-1]['test_neg_elbo']:.1f} nats per image")
+    if args.iw_samples:
+        neg_log_likelihood = estimate_neg_log_likelihood(vae, test_loader, z_prior, args.iw_samples)
+        print(f"final test -log p(x) <= {neg_log_likelihood:.1f} nats per image "
+              f"(importance-weighted bound, K = {args.iw_samples} samples per image)")
+    print(f"results in {os.path.abspath(args.out_dir)}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
 """gan.py and the GAN's networks: shapes, one training step, what a run writes, and sample quality."""
 import csv
 
-import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REAL_DATA, needs_real_mnist, run_script
+from conftest import REAL_DATA, grey_pixels, needs_real_mnist, run_script
 from PIL import Image
 from torch import nn
 
@@ -47,7 +46,7 @@ def train_tiny(data, out, *extra):
 def test_one_epoch_writes_every_result_and_a_checkpoint_that_rebuilds_g(tiny_mnist, tmp_path):
     out = tmp_path / "gan"
     result = train_tiny(tiny_mnist, out)
-    for name in ["samples_00.png", "samples_01.png", "progress.png", "loss.png"]:
+    for name in ["samples_00.png", "samples_01.png", "progress.png", "progress.gif", "loss.png"]:
         Image.open(out / name).verify()
     assert Image.open(out / "samples_01.png").size == (242, 242)  # 8 x 8 digits of 28 pixels, 2 apart
     rows = list(csv.DictReader(open(out / "metrics.csv")))
@@ -75,10 +74,31 @@ def test_the_same_seed_gives_the_same_checkpoint(tiny_mnist, tmp_path):
 
 def test_help_explains_every_option():
     out = " ".join(run_script("gan.py", "--help").stdout.split())
-    for option in ["--z-dim", "--hidden-dim", "--d-hidden-dim", "--batch-size", "--lr", "--epochs", "--seed", "--data-dir",
-                   "--out-dir", "--device"]:
+    for option in ["--z-dim", "--hidden-dim", "--d-hidden-dim", "--batch-size", "--lr", "--epochs", "--seed",
+                   "--dataset", "--data-dir", "--out-dir", "--device", "--resume", "--sample"]:
         assert option in out
     assert "(default: 10)" in out and "(default: outputs/gan)" in out
+
+
+def test_progress_gif_shows_each_epoch_with_its_number_above(tiny_mnist, tmp_path):
+    train_tiny(tiny_mnist, tmp_path, "--epochs", 2)
+    gif = Image.open(tmp_path / "progress.gif")
+    assert gif.n_frames == 3  # before training, after epoch 1, after epoch 2
+    captions = []
+    for epoch in range(3):
+        gif.seek(epoch)
+        frame = grey_pixels(gif)
+        samples = grey_pixels(Image.open(tmp_path / f"samples_{epoch:02d}.png"))
+        assert frame.shape == (samples.shape[0] + 24, samples.shape[1])  # a 24-pixel caption above
+        assert torch.equal(frame[24:], samples)  # the epoch's samples, unchanged
+        captions.append(frame[:24])
+        assert (captions[-1] < 128).sum() > 50  # dark text on the white band
+    assert not torch.equal(captions[1], captions[2]) and not torch.equal(captions[0], captions[1])
+
+
+def test_fashion_mnist_trains_and_is_recorded_in_the_checkpoint(tiny_mnist, tmp_path):
+    train_tiny(tiny_mnist, tmp_path, "--dataset", "fashion-mnist")
+    assert torch.load(tmp_path / "gan.pt", weights_only=True)["config"]["dataset"] == "fashion-mnist"
 
 
 def train_digit_classifier():
@@ -88,7 +108,8 @@ def train_digit_classifier():
                         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    loader = utils.BatchLoader(*utils.load_mnist(REAL_DATA, train=True), 128, torch.device("cpu"))
+    images, labels, _ = utils.load_dataset("mnist", REAL_DATA, train=True)
+    loader = utils.BatchLoader(images, labels, 128, torch.device("cpu"))
     for _ in range(2):
         for x, y in loader:
             loss = F.cross_entropy(net(x), y)
@@ -101,7 +122,7 @@ def train_digit_classifier():
 @needs_real_mnist
 def test_the_default_gan_draws_every_digit_in_fair_shares(tmp_path):
     classifier = train_digit_classifier()
-    images, labels = utils.load_mnist(REAL_DATA, train=False)
+    images, labels, _ = utils.load_dataset("mnist", REAL_DATA, train=False)
     with torch.no_grad():
         accuracy = (classifier(images.unsqueeze(1).float() / 255).argmax(1) == labels).float().mean().item()
     assert accuracy >= 0.98

@@ -51,7 +51,7 @@ def assert_every_file_is_whole(out):
 @pytest.mark.parametrize("script", SCRIPTS)
 @pytest.mark.parametrize("option,value", [("--epochs", "0"), ("--batch-size", "-5"), ("--lr", "0"),
                                           ("--lr", "nan"), ("--z-dim", "0"), ("--hidden-dim", "-1"),
-                                          ("--epochs", "ten")])
+                                          ("--epochs", "ten"), ("--sample", "0")])
 def test_non_positive_options_are_a_one_line_argparse_error(script, option, value, tiny_mnist, tmp_path):
     result = run_tiny(script, tiny_mnist, tmp_path / "out", option, value, check=False)
     assert_one_line_error(result, option, status=2)
@@ -81,7 +81,7 @@ def test_damaged_mnist_files_are_named_in_a_one_line_error(damage, tmp_path):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_resume_without_a_checkpoint_is_a_one_line_error(script, tiny_mnist, tmp_path):
     result = run_tiny(script, tiny_mnist, tmp_path, "--epochs", 1, "--resume", check=False)
-    assert_one_line_error(result, "--resume", "no checkpoint", "train without --resume first")
+    assert_one_line_error(result, "--resume", "no checkpoint", "train first, without --resume")
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -98,10 +98,11 @@ def test_resume_from_a_corrupt_or_foreign_checkpoint_is_a_one_line_error(script,
     assert_one_line_error(result, "--resume", f"was not written by {script}")
 
 
-@pytest.mark.parametrize("script,option", [("vae.py", "--z-dim"), ("gan.py", "--d-hidden-dim")])
-def test_resume_with_another_network_shape_names_the_option(script, option, tiny_mnist, tmp_path):
+@pytest.mark.parametrize("script,option,value", [("vae.py", "--z-dim", 7), ("gan.py", "--d-hidden-dim", 7),
+                                                 ("gan.py", "--dataset", "fashion-mnist")])
+def test_resume_with_another_network_shape_or_dataset_names_the_option(script, option, value, tiny_mnist, tmp_path):
     run_tiny(script, tiny_mnist, tmp_path, "--epochs", 1)
-    result = run_tiny(script, tiny_mnist, tmp_path, "--epochs", 2, "--resume", option, 7, check=False)
+    result = run_tiny(script, tiny_mnist, tmp_path, "--epochs", 2, "--resume", option, value, check=False)
     assert_one_line_error(result, "--resume", option)
 
 
@@ -188,8 +189,8 @@ def test_two_epochs_resumed_for_two_more_equal_four_straight(script, tiny_mnist,
     for key in straight:
         if key != "config":  # the resumed run's config says --resume
             assert_identical(straight[key], resumed[key], key)
-    rows = [[{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(open(tmp_path / run / "metrics.csv"))]
-            for run in ["straight", "resumed"]]
+    rows = [[{k: v for k, v in row.items() if k not in TIMING}
+             for row in csv.DictReader(open(tmp_path / run / "metrics.csv"))] for run in ["straight", "resumed"]]
     assert rows[0] == rows[1] and len(rows[0]) == 4
     assert os.path.getsize(tmp_path / "resumed" / "loss.png") > 0
 

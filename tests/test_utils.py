@@ -1,22 +1,45 @@
 """utils.py: data reading, the batch loader, devices and atomic saving."""
 import pytest
 import torch
-from conftest import run_script
+from conftest import REAL_DATA, needs_real_fashion_mnist, needs_real_mnist, run_script
 
 import utils
 
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
 
-def test_load_mnist_reads_the_raw_idx_files(tiny_mnist):
-    images, labels = utils.load_mnist(tiny_mnist, train=True)
+
+def test_load_dataset_reads_the_raw_idx_files(tiny_mnist):
+    images, labels, classes = utils.load_dataset("mnist", tiny_mnist, train=True)
     assert images.shape == (300, 28, 28) and images.dtype == torch.uint8
     assert labels.shape == (300,) and labels.tolist()[:12] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     assert torch.equal(images[:, 0, 0].long(), labels * 25)
-    test_images, _ = utils.load_mnist(tiny_mnist, train=False)
+    assert classes == [str(digit) for digit in range(10)]
+    test_images, _, _ = utils.load_dataset("mnist", tiny_mnist, train=False)
     assert test_images.shape == (100, 28, 28)
 
 
+def test_fashion_mnist_comes_from_its_own_folder_with_its_class_names(tiny_mnist):
+    images, labels, classes = utils.load_dataset("fashion-mnist", tiny_mnist, train=True)
+    assert images.shape == (300, 28, 28) and torch.equal(images[:, 0, 0].long(), labels * 25)
+    assert not torch.equal(images, utils.load_dataset("mnist", tiny_mnist, train=True)[0])
+    assert classes == FASHION_CLASSES
+
+
+@needs_real_mnist
+@needs_real_fashion_mnist
+def test_the_real_datasets_hold_60000_and_10000_images_of_10_classes():
+    for name in ["mnist", "fashion-mnist"]:
+        for train, n in [(True, 60_000), (False, 10_000)]:
+            images, labels, classes = utils.load_dataset(name, REAL_DATA, train)
+            assert images.shape == (n, 28, 28) and images.dtype == torch.uint8
+            assert torch.bincount(labels).min() > n // 20 and len(classes) == 10
+    assert not torch.equal(utils.load_dataset("mnist", REAL_DATA, False)[0],
+                           utils.load_dataset("fashion-mnist", REAL_DATA, False)[0])
+
+
 def test_loader_yields_every_image_once_as_floats_in_0_1(tiny_mnist):
-    images, labels = utils.load_mnist(tiny_mnist, train=True)
+    images, labels, _ = utils.load_dataset("mnist", tiny_mnist, train=True)
     loader = utils.BatchLoader(images, labels, batch_size=64, device=torch.device("cpu"))
     batches = list(loader)
     assert len(loader) == len(batches) == 5  # 4 full batches of 64 and one of 44
@@ -31,7 +54,7 @@ def test_loader_yields_every_image_once_as_floats_in_0_1(tiny_mnist):
 
 
 def test_loader_shuffles_each_epoch_and_the_seed_repeats_the_order(tiny_mnist):
-    images, labels = utils.load_mnist(tiny_mnist, train=True)
+    images, labels, _ = utils.load_dataset("mnist", tiny_mnist, train=True)
     loader = utils.BatchLoader(images, labels, batch_size=300, device=torch.device("cpu"))
     torch.manual_seed(0)
     first, second = [next(iter(loader))[1] for _ in range(2)]
@@ -52,6 +75,13 @@ def test_missing_mnist_is_a_one_line_error_naming_the_folder(tmp_path):
     assert lines[0].startswith("error: MNIST is not in ")
     assert str(tmp_path / "nowhere" / "MNIST" / "raw") in lines[0]
     assert "train-images-idx3-ubyte" in lines[0]
+
+
+def test_missing_fashion_mnist_names_its_own_folder(tmp_path):
+    result = run_script("gan.py", "--dataset", "fashion-mnist", "--data-dir", tmp_path, "--out-dir", tmp_path / "out",
+                        "--device", "cpu", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: FashionMNIST is not in {tmp_path / 'FashionMNIST' / 'raw'}")
 
 
 @pytest.mark.parametrize("name", ["cuda", "mps"])

@@ -1,0 +1,64 @@
+"""--sample: new images from a trained model's checkpoint, without training and without the data."""
+import pytest
+import torch
+from conftest import grey_pixels, run_script
+from PIL import Image
+
+from models import VAE
+
+SCRIPTS = ["vae.py", "gan.py"]
+CHECKPOINT = {"vae.py": "vae.pt", "gan.py": "gan.pt"}
+
+
+def sample(script, out, n, *extra, check=True):
+    # A --data-dir that does not exist: sampling must not need the data.
+    return run_script(script, "--out-dir", out, "--sample", n, "--data-dir", out / "no-data", "--device", "cpu",
+                      *extra, check=check)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_sample_rebuilds_the_trained_network_from_its_checkpoint_and_writes_generated_png(script, tiny_mnist, tmp_path):
+    run_script(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, "--epochs", 1, "--batch-size", 50,
+               "--z-dim", 3, "--hidden-dim", 32, "--device", "cpu")
+    checkpoint = (tmp_path / CHECKPOINT[script]).read_bytes()
+    files = sorted(p.name for p in tmp_path.iterdir())
+
+    result = sample(script, tmp_path, 10)  # no --z-dim, --hidden-dim: they come from the checkpoint
+    image = Image.open(tmp_path / "generated.png")
+    assert image.size == (4 * 30 + 2, 3 * 30 + 2)  # 10 images of 28 pixels, 2 apart, 4 to a row
+    assert str(tmp_path / "generated.png") in result.stdout
+    assert (tmp_path / CHECKPOINT[script]).read_bytes() == checkpoint  # no training happened
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files + ["generated.png"])
+
+    first = (tmp_path / "generated.png").read_bytes()
+    sample(script, tmp_path, 10)
+    assert (tmp_path / "generated.png").read_bytes() == first  # the same seed, the same images
+    sample(script, tmp_path, 10, "--seed", 1)
+    assert (tmp_path / "generated.png").read_bytes() != first
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_sample_without_a_checkpoint_says_to_train_first(script, tmp_path):
+    result = sample(script, tmp_path, 16, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--sample" in lines[0] and "train first" in lines[0], result.stderr
+    assert not (tmp_path / "generated.png").exists()
+
+
+def test_vae_samples_are_the_decoded_prior_draws(tiny_mnist, tmp_path):
+    run_script("vae.py", "--data-dir", tiny_mnist, "--out-dir", tmp_path, "--epochs", 1, "--batch-size", 50,
+               "--device", "cpu")
+    sample("vae.py", tmp_path, 4)
+    checkpoint = torch.load(tmp_path / "vae.pt", weights_only=True)
+    torch.manual_seed(0)  # the seed of the sampling run, which builds the network and then draws z
+    vae = VAE((1, 28, 28), checkpoint["config"]["z_dim"], checkpoint["config"]["hidden_dim"])
+    vae.load_state_dict(checkpoint["model"])
+    with torch.no_grad():
+        expected = vae.decode(torch.randn(4, vae.z_dim))
+    grid = grey_pixels(Image.open(tmp_path / "generated.png"))
+    assert grid.shape == (62, 62)  # 2 x 2 images
+    for i in range(2):
+        for j in range(2):
+            cell = grid[2 + 30 * i:30 + 30 * i, 2 + 30 * j:30 + 30 * j].float() / 255
+            assert torch.allclose(cell, expected[2 * i + j, 0], atol=1 / 255)
