@@ -8,7 +8,6 @@
 The script follows the slides: settings, data, networks, training loop, visualisation.
 """
 import argparse
-import math
 import os
 import time
 
@@ -21,8 +20,6 @@ from tqdm import tqdm
 
 import utils
 from models import D, G
-
-X_SHAPE = (1, 28, 28)  # MNIST's and Fashion-MNIST's images: one channel of 28x28 pixels
 
 
 # ----------------------------------------------------------------------------- settings
@@ -124,11 +121,11 @@ def sample(checkpoint_path, n, device):
     """--sample: rebuild the trained G from its checkpoint and turn n draws of z into images."""
     checkpoint = utils.read_checkpoint(checkpoint_path, "gan.py", "--sample")
     config = checkpoint["config"]
-    g = G(config["z_dim"], X_SHAPE, config["hidden_dim"]).to(device)
+    g = G(config["z_dim"], utils.X_SHAPE, config["hidden_dim"]).to(device)
     g.load_state_dict(checkpoint["g"])
     path = os.path.join(os.path.dirname(checkpoint_path), "generated.png")
     utils.prepare_out_dir(os.path.dirname(path))
-    utils.save_grid(g(torch.randn(n, g.z_dim, device=device)), path, nrow=math.ceil(math.sqrt(n)))
+    utils.save_grid(g(torch.randn(n, g.z_dim, device=device)), path)
     print(f"{n} images from the {config['dataset']} G after epoch {checkpoint['epoch']}: {os.path.abspath(path)}")
 
 
@@ -149,10 +146,10 @@ def main(argv=None):
     loader = utils.BatchLoader(images, labels, args.batch_size, device)
 
     # ------------------------------------------------------------------------- networks
-    g = G(args.z_dim, X_SHAPE, args.hidden_dim).to(device)
+    g = G(args.z_dim, utils.X_SHAPE, args.hidden_dim).to(device)
     # The one departure from the slides: D is narrower than G. With 500 units D learns to spot
     # fakes faster than G can follow, and G escapes to the few digits that fool it best.
-    d = D(X_SHAPE, args.d_hidden_dim).to(device)
+    d = D(utils.X_SHAPE, args.d_hidden_dim).to(device)
     g_optimizer = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
     d_optimizer = torch.optim.Adam(d.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
 

@@ -22,6 +22,7 @@ from torchvision.utils import save_image  # noqa: E402
 
 # --dataset: both are 28x28 grey images in 10 classes, in the same four files.
 DATASETS = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}
+X_SHAPE = (1, 28, 28)  # one image: one channel of 28x28 pixels
 RAW_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -250,10 +251,11 @@ def atomic_path(path):
             os.remove(tmp)
 
 
-def save_grid(images, path, nrow=8):
-    """Save an image batch in [0, 1] as one PNG grid, `nrow` images to a row."""
+def save_grid(images, path, nrow=None):
+    """Save an image batch in [0, 1] as one PNG grid, `nrow` images to a row (by default, near square)."""
     with atomic_path(path) as tmp:
-        save_image(images.detach().float().cpu(), tmp, nrow=nrow, padding=2, pad_value=0.5)
+        save_image(images.detach().float().cpu(), tmp, nrow=nrow or math.ceil(math.sqrt(len(images))),
+                   padding=2, pad_value=0.5)
 
 
 def save_figure(fig, path):

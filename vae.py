@@ -21,8 +21,6 @@ from tqdm import tqdm
 import utils
 from models import VAE
 
-X_SHAPE = (1, 28, 28)  # MNIST's and Fashion-MNIST's images: one channel of 28x28 pixels
-
 
 # ----------------------------------------------------------------------------- settings
 def parse_args(argv=None):
@@ -98,8 +96,8 @@ def estimate_neg_log_likelihood(vae, loader, z_prior, k):
             z = z_posterior.sample()
             log_w.append(utils.log_bernoulli(x, vae.decode(z)).flatten(1).sum(1)
                          + z_prior.log_prob(z).sum(1) - z_posterior.log_prob(z).sum(1))
-        total = total + torch.logsumexp(torch.stack(log_w), 0).sum() - len(x) * math.log(k)
-    return -total.item() / len(loader.images)
+        total = total + torch.logsumexp(torch.stack(log_w), 0).sum()  # log of the sum of the K weights
+    return -(total.item() / len(loader.images) - math.log(k))  # log of their mean
 
 
 # ----------------------------------------------------------------------------- visualisation
@@ -129,6 +127,7 @@ def plot_reconstruction_progress(originals, names, reconstructions):
                             ["original"] + [f"epoch {e + 1}" for e in shown], names, "Reconstruction progress")
 
 
+@torch.no_grad()
 def plot_interpolation(vae, x_from, x_to, names_from, names_to, steps=11):
     """Decode the straight line in z from each x_from's posterior mean to the x_to's beside it."""
     z_from, z_to = vae.encode(x_from).mean, vae.encode(x_to).mean
@@ -158,6 +157,7 @@ def plot_loss(batch_losses, metrics):
     return fig
 
 
+@torch.no_grad()
 def plot_latent_space(vae, device, n=20):
     """The slide's "Learned z space": decode a grid of z laid on the prior's 5%-95% quantiles.
 
@@ -196,11 +196,11 @@ def sample(checkpoint_path, n, device):
     """--sample: rebuild the trained VAE from its checkpoint and decode n draws of z ~ N(0, I)."""
     checkpoint = utils.read_checkpoint(checkpoint_path, "vae.py", "--sample")
     config = checkpoint["config"]
-    vae = VAE(X_SHAPE, config["z_dim"], config["hidden_dim"]).to(device)
+    vae = VAE(utils.X_SHAPE, config["z_dim"], config["hidden_dim"]).to(device)
     vae.load_state_dict(checkpoint["model"])
     path = os.path.join(os.path.dirname(checkpoint_path), "generated.png")
     utils.prepare_out_dir(os.path.dirname(path))
-    utils.save_grid(vae.decode(torch.randn(n, vae.z_dim, device=device)), path, nrow=math.ceil(math.sqrt(n)))
+    utils.save_grid(vae.decode(torch.randn(n, vae.z_dim, device=device)), path)
     print(f"{n} images from the {config['dataset']} VAE (z = {vae.z_dim}) after epoch {checkpoint['epoch']}: "
           f"{os.path.abspath(path)}")
 
@@ -223,7 +223,7 @@ def main(argv=None):
     test_loader = utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False)
 
     # ------------------------------------------------------------------------- network
-    vae = VAE(X_SHAPE, args.z_dim, args.hidden_dim).to(device)
+    vae = VAE(utils.X_SHAPE, args.z_dim, args.hidden_dim).to(device)
     # fused: one kernel updates every parameter, instead of about ten passes over each.
     optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr, fused=True)
     z_prior = dist.Normal(torch.zeros(args.z_dim, device=device), torch.ones(args.z_dim, device=device))
@@ -308,14 +308,12 @@ def main(argv=None):
                       os.path.join(args.out_dir, "reconstruction_progress.png"))
     utils.save_figure(plot_loss(torch.stack(batch_losses).cpu(), metrics),
                       os.path.join(args.out_dir, "loss.png"))
-    with torch.no_grad():
-        # Each class's first test image, to the next class's: 0 to 1, 1 to 2, ..., 9 to 0.
-        next_classes = classes[1:] + classes[:1]
-        utils.save_figure(plot_interpolation(vae, progress_x, progress_x.roll(-1, 0), classes, next_classes),
-                          os.path.join(args.out_dir, "interpolation.png"))
+    # Each class's first test image, to the next class's: 0 to 1, 1 to 2, ..., 9 to 0.
+    next_classes = classes[1:] + classes[:1]
+    utils.save_figure(plot_interpolation(vae, progress_x, progress_x.roll(-1, 0), classes, next_classes),
+                      os.path.join(args.out_dir, "interpolation.png"))
     if args.z_dim == 2:
-        with torch.no_grad():
-            utils.save_figure(plot_latent_space(vae, device), os.path.join(args.out_dir, "latent_space.png"))
+        utils.save_figure(plot_latent_space(vae, device), os.path.join(args.out_dir, "latent_space.png"))
         utils.save_figure(plot_latent_scatter(vae, test_loader, classes),
                           os.path.join(args.out_dir, "latent_scatter.png"))
     if ctrl_c.pressed:

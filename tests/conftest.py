@@ -19,6 +19,9 @@ needs_real_mnist = pytest.mark.skipif(not (REAL_DATA / "MNIST" / "raw").is_dir()
 needs_real_fashion_mnist = pytest.mark.skipif(not (REAL_DATA / "FashionMNIST" / "raw").is_dir(),
                                               reason=f"the real Fashion-MNIST is not in {REAL_DATA}")
 
+SCRIPTS = ["vae.py", "gan.py"]
+CHECKPOINT = {"vae.py": "vae.pt", "gan.py": "gan.pt"}  # what each script saves in --out-dir
+
 # Any download attempt goes to a closed local port and fails at once: no test uses the network.
 OFFLINE_ENV = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
                "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "",

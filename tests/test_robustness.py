@@ -10,11 +10,9 @@ import time
 
 import pytest
 import torch
-from conftest import OFFLINE_ENV, ROOT, make_tiny_mnist, run_script
+from conftest import CHECKPOINT, OFFLINE_ENV, ROOT, SCRIPTS, make_tiny_mnist, run_script
 from PIL import Image
 
-SCRIPTS = ["vae.py", "gan.py"]
-CHECKPOINT = {"vae.py": "vae.pt", "gan.py": "gan.pt"}
 TIMING = {"seconds", "images_per_second"}  # the only columns of metrics.csv that vary between runs
 
 

@@ -1,13 +1,10 @@
 """--sample: new images from a trained model's checkpoint, without training and without the data."""
 import pytest
 import torch
-from conftest import grey_pixels, run_script
+from conftest import CHECKPOINT, SCRIPTS, grey_pixels, run_script
 from PIL import Image
 
 from models import VAE
-
-SCRIPTS = ["vae.py", "gan.py"]
-CHECKPOINT = {"vae.py": "vae.pt", "gan.py": "gan.pt"}
 
 
 def sample(script, out, n, *extra, check=True):
