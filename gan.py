@@ -38,7 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=utils.positive(int), default=30,
                    help="passes over the 60,000 training images (in all, when resuming)")
     p.add_argument("--lr", type=utils.positive(float), default=1e-3, help="Adam's learning rate, for G and D")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a CPU run exactly")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed; the same seed repeats a run exactly on the same CPU")
     p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS),
                    help="mnist: handwritten digits; fashion-mnist: Zalando's photos of clothes, "
                    "also 28x28 pixels in 10 classes")

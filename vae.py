@@ -37,7 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--iw-samples", type=utils.positive(int, zero_ok=True), default=10, metavar="K",
                    help="samples per test image for the importance-weighted estimate of log p(x) at the end; "
                    "more is closer to log p(x) and slower; 0 skips it")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a CPU run exactly")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed; the same seed repeats a run exactly on the same CPU")
     p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS),
                    help="mnist: handwritten digits; fashion-mnist: Zalando's photos of clothes, "
                    "also 28x28 pixels in 10 classes")
