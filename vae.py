@@ -288,7 +288,7 @@ def main(argv=None):
         with torch.no_grad():
             test_neg_elbo, test_reconst, test_kl = evaluate(vae, test_loader, z_prior)
             utils.save_grid(interleave_rows(shown_x, vae.decode(vae.encode(shown_x).mean), 8),
-                            os.path.join(args.out_dir, f"reconstruction_{epoch:02d}.png"))
+                            os.path.join(args.out_dir, f"reconstruction_{epoch:02d}.png"), nrow=8)
             utils.save_grid(vae.decode(sample_z), os.path.join(args.out_dir, f"samples_{epoch:02d}.png"))
             progress.append(vae.decode(vae.encode(progress_x).mean).cpu())
         seconds = time.perf_counter() - start
