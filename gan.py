@@ -38,7 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=utils.positive(int), default=30,
                    help="passes over the 60,000 training images (in all, when resuming)")
     p.add_argument("--lr", type=utils.positive(float), default=1e-3, help="Adam's learning rate, for G and D")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=utils.seed, default=0,
                    help="random seed; the same seed repeats a run exactly on the same CPU")
     p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS),
                    help="mnist: handwritten digits; fashion-mnist: Zalando's photos of clothes, "
@@ -130,6 +130,7 @@ def sample(checkpoint_path, n, device):
     print(f"{n} images from the {config['dataset']} G after epoch {checkpoint['epoch']}: {os.path.abspath(path)}")
 
 
+@utils.exit_cleanly("--batch-size, --hidden-dim or --d-hidden-dim (with --sample: N)")
 def main(argv=None):
     args = parse_args(argv)
     device = utils.get_device(args.device)
@@ -142,7 +143,7 @@ def main(argv=None):
                   if args.resume else None)
 
     # ------------------------------------------------------------------------- data
-    images, labels, _ = utils.load_dataset(args.dataset, args.data_dir, train=True)
+    (images, labels), _, _ = utils.load_dataset(args.dataset, args.data_dir)  # the training split is enough
     utils.prepare_out_dir(args.out_dir)  # only now: bad input above leaves nothing behind
     loader = utils.BatchLoader(images, labels, args.batch_size, device)
 
@@ -178,65 +179,66 @@ def main(argv=None):
         save_checkpoint(0)  # so that even a run stopped in its first epoch can be resumed
 
     # ------------------------------------------------------------------------- training loop
-    ctrl_c = utils.CtrlC()
-    for epoch in range(len(metrics) + 1, args.epochs + 1):  # len(metrics): the epochs already done
-        start = time.perf_counter()
-        rows = []  # per batch: D's losses on real and fake, G's loss, D(x), D(G(z)); times the batch size
-        bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False)
-        for i, (real_x, _) in enumerate(bar):
-            d.zero_grad()
+    with utils.CtrlC() as ctrl_c:  # the first Ctrl-C stops the loop after the current batch
+        for epoch in range(len(metrics) + 1, args.epochs + 1):  # len(metrics): the epochs already done
+            start = time.perf_counter()
+            rows = []  # per batch: D's losses on real and fake, G's loss, D(x), D(G(z)); times the batch size
+            # disable=None: a bar in a terminal only; a log file gets just the line per epoch below.
+            bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, disable=None)
+            for i, (real_x, _) in enumerate(bar):
+                d.zero_grad()
 
-            # discriminator for real data
-            real_pred_y = d(real_x)
-            real_y = make_real_y(len(real_x), device)
-            real_d_loss = criterion(real_pred_y, real_y)
-            real_d_loss.backward()
+                # discriminator for real data
+                real_pred_y = d(real_x)
+                real_y = make_real_y(len(real_x), device)
+                real_d_loss = criterion(real_pred_y, real_y)
+                real_d_loss.backward()
 
-            # discriminator for fake data: detach, so this step leaves G alone
-            z = torch.randn(len(real_x), args.z_dim, device=device)
-            fake_x = g(z)
-            fake_pred_y = d(fake_x.detach())
-            fake_y = make_fake_y(len(real_x), device)
-            fake_d_loss = criterion(fake_pred_y, fake_y)
-            fake_d_loss.backward()
+                # discriminator for fake data: detach, so this step leaves G alone
+                z = torch.randn(len(real_x), args.z_dim, device=device)
+                fake_x = g(z)
+                fake_pred_y = d(fake_x.detach())
+                fake_y = make_fake_y(len(real_x), device)
+                fake_d_loss = criterion(fake_pred_y, fake_y)
+                fake_d_loss.backward()
 
-            d_optimizer.step()
+                d_optimizer.step()
 
-            # generator. Its target is "real": it maximises log D(G(z)) rather than minimising
-            # log(1 - D(G(z))), whose gradient vanishes early on, when D easily spots fakes.
-            g.zero_grad()
-            d.requires_grad_(False)  # the gradient flows through D to G; D's own would be thrown away
-            fake_pred_y = d(fake_x)
-            g_loss = criterion(fake_pred_y, real_y)
-            g_loss.backward()
-            d.requires_grad_(True)
-            g_optimizer.step()
+                # generator. Its target is "real": it maximises log D(G(z)) rather than minimising
+                # log(1 - D(G(z))), whose gradient vanishes early on, when D easily spots fakes.
+                g.zero_grad()
+                d.requires_grad_(False)  # the gradient flows through D to G; D's own would be thrown away
+                fake_pred_y = d(fake_x)
+                g_loss = criterion(fake_pred_y, real_y)
+                g_loss.backward()
+                d.requires_grad_(True)
+                g_optimizer.step()
 
-            rows.append(torch.stack([real_d_loss, fake_d_loss, g_loss, real_pred_y.mean(), fake_pred_y.mean()])
-                        .detach() * len(real_x))
-            if i % 20 == 0:  # reading a value waits for the GPU, so not on every batch
-                utils.stop_if_not_finite(rows, epoch)
-                bar.set_postfix(d_loss=f"{(real_d_loss + fake_d_loss).item():.2f}", g_loss=f"{g_loss.item():.2f}")
-            if ctrl_c.pressed:
+                rows.append(torch.stack([real_d_loss, fake_d_loss, g_loss, real_pred_y.mean(), fake_pred_y.mean()])
+                            .detach() * len(real_x))
+                if i % 20 == 0:  # reading a value waits for the GPU, so not on every batch
+                    utils.stop_if_not_finite(rows, epoch)
+                    bar.set_postfix(d_loss=f"{(real_d_loss + fake_d_loss).item():.2f}", g_loss=f"{g_loss.item():.2f}")
+                if ctrl_c.pressed:
+                    break
+            if ctrl_c.pressed:  # the unfinished epoch is dropped: --resume starts it again
                 break
-        if ctrl_c.pressed:  # the unfinished epoch is dropped: --resume starts it again
-            break
-        utils.stop_if_not_finite(rows, epoch)
+            utils.stop_if_not_finite(rows, epoch)
 
-        # --------------------------------------------------------------------- visualisation, per epoch
-        with torch.no_grad():
-            grids.append(g(fixed_z).cpu())
-        utils.save_grid(grids[epoch], os.path.join(args.out_dir, f"samples_{epoch:02d}.png"))
-        seconds = time.perf_counter() - start
-        means = (torch.stack(rows).sum(0) / len(loader.images)).tolist()
-        metrics.append({"epoch": epoch, "d_loss_real": means[0], "d_loss_fake": means[1], "g_loss": means[2],
-                        "d_real": means[3], "d_fake": means[4], "seconds": seconds,
-                        "images_per_second": len(loader.images) / seconds})
-        print(f"epoch {epoch:2d}/{args.epochs}  D loss real {means[0]:.3f} fake {means[1]:.3f}  "
-              f"G loss {means[2]:.3f}  D(x) {means[3]:.2f}  D(G(z)) {means[4]:.2f}  "
-              f"{seconds:5.1f} s  {len(loader.images) / seconds:6.0f} images/s")
-        utils.save_csv(metrics, os.path.join(args.out_dir, "metrics.csv"))
-        save_checkpoint(epoch)
+            # --------------------------------------------------------------------- visualisation, per epoch
+            with torch.no_grad():
+                grids.append(g(fixed_z).cpu())
+            utils.save_grid(grids[epoch], os.path.join(args.out_dir, f"samples_{epoch:02d}.png"))
+            seconds = time.perf_counter() - start
+            means = (torch.stack(rows).sum(0) / len(loader.images)).tolist()
+            metrics.append({"epoch": epoch, "d_loss_real": means[0], "d_loss_fake": means[1], "g_loss": means[2],
+                            "d_real": means[3], "d_fake": means[4], "seconds": seconds,
+                            "images_per_second": len(loader.images) / seconds})
+            print(f"epoch {epoch:2d}/{args.epochs}  D loss real {means[0]:.3f} fake {means[1]:.3f}  "
+                  f"G loss {means[2]:.3f}  D(x) {means[3]:.2f}  D(G(z)) {means[4]:.2f}  "
+                  f"{seconds:5.1f} s  {len(loader.images) / seconds:6.0f} images/s", flush=True)
+            utils.save_csv(metrics, os.path.join(args.out_dir, "metrics.csv"))
+            save_checkpoint(epoch)
 
     # ------------------------------------------------------------------------- visualisation, at the end
     done = len(metrics)

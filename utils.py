@@ -6,8 +6,10 @@ is stopped half-way leaves the previous file or the new one, never a truncated o
 import argparse
 import contextlib
 import csv
+import functools
 import math
 import os
+import re
 import signal
 import struct
 import sys
@@ -47,6 +49,13 @@ def positive(number, zero_ok=False):
     return parse
 
 
+def seed(text):
+    """An argparse type: a seed that torch.manual_seed takes, a whole number from 0 to 2**64 - 1."""
+    if not text.isdigit() or int(text) >= 2 ** 64:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {2 ** 64 - 1}, not {text}")
+    return int(text)
+
+
 def get_device(name="auto"):
     """The torch.device for --device: auto picks CUDA, then Apple's MPS, then the CPU."""
     available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
@@ -68,40 +77,76 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def check_idx_file(path):
-    """Exit with a one-line error if `path` is not a complete IDX file (the format of MNIST's files)."""
-    with open(path, "rb") as f:
-        magic = f.read(4)  # 0, 0, 8 (unsigned bytes), then the number of dimensions
-        if len(magic) < 4 or magic[:3] != b"\0\0\x08" or not 1 <= magic[3] <= 3:
-            sys.exit(f"error: {path} is not an IDX file of unsigned bytes (it does not start as MNIST's files do); "
-                     f"delete it and run again to download it")
-        dims = f.read(4 * magic[3])
-    if (len(dims) < 4 * magic[3]  # checked first: unpacking needs every byte of the sizes
-            or os.path.getsize(path) != 4 + len(dims) + math.prod(struct.unpack(f">{magic[3]}I", dims))):
-        sys.exit(f"error: {path} holds {os.path.getsize(path)} bytes, not what its header promises: "
-                 f"the file is truncated or damaged; delete it and run again to download it")
+def read_idx(path, item_shape):
+    """The uint8 tensor in the IDX file `path` (the format of MNIST's files): N items of `item_shape`.
 
-
-def load_dataset(name, data_dir, train):
-    """MNIST or Fashion-MNIST as (images uint8 (N, 28, 28), labels int64 (N,), the 10 class names).
-
-    torchvision reads the four raw files from <data_dir>/MNIST/raw/ (or FashionMNIST/raw/)
-    and downloads them when they are missing.
+    A file that is not what MNIST's files hold (28x28 images of unsigned bytes, or one byte per
+    label) ends the run with a one-line error naming it, whatever its header says.
     """
-    folder = DATASETS[name].__name__
-    raw = os.path.join(data_dir, folder, "raw")
-    for file in RAW_FILES:  # a half-downloaded file would otherwise fail deep inside torchvision
-        if os.path.isfile(os.path.join(raw, file)):
-            check_idx_file(os.path.join(raw, file))
+    def damaged(why):
+        sys.exit(f"error: {path} {why}; delete it and run again to download it")
+
     try:
-        dataset = DATASETS[name](data_dir, train=train, download=True)
-    except (RuntimeError, OSError) as e:  # no network, or a mirror that is down
-        reason = str(e).strip().splitlines()[-1]  # the last attempt's error
-        sys.exit(f"error: {folder} is not in {raw} and could not be downloaded ({reason}). "
-                 f"Put the four raw files {', '.join(RAW_FILES)} there, or pass --data-dir "
-                 f"with the folder that holds {folder}/raw/")
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:  # a folder in its place, or no permission to read it
+        sys.exit(f"error: {path} cannot be read: {e.strerror}")
+    kind = "images" if item_shape else "labels"
+    if data[:2] == b"\x1f\x8b":
+        sys.exit(f"error: {path} is still gzip-compressed; uncompress it (gunzip) or delete it and run again")
+    ndim = 1 + len(item_shape)
+    header = 4 + 4 * ndim  # 0, 0, 8 (unsigned bytes), the number of dimensions, then each size
+    if data[:4] != bytes([0, 0, 8, ndim]) or len(data) < header:
+        damaged(f"is not an IDX file of {kind} (it does not start as MNIST's {kind} files do)")
+    n, *shape = struct.unpack(f">{ndim}I", data[4:header])
+    if tuple(shape) != item_shape:
+        damaged(f"holds images of {'x'.join(map(str, shape))} pixels, not 28x28")
+    if len(data) != header + n * math.prod(item_shape):
+        damaged(f"holds {len(data)} bytes, not the {header + n * math.prod(item_shape)} its header promises: "
+                f"the file is truncated or damaged")
+    return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(n, *item_shape)
+
+
+def read_split(raw, prefix, n_classes):
+    """One split's (images (N, 28, 28), labels (N,) as int64) from raw/, checked against each other."""
+    images_path = os.path.join(raw, f"{prefix}-images-idx3-ubyte")
+    labels_path = os.path.join(raw, f"{prefix}-labels-idx1-ubyte")
+    images, labels = read_idx(images_path, X_SHAPE[1:]), read_idx(labels_path, ())
+    if len(images) != len(labels):
+        sys.exit(f"error: {images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; "
+                 f"the two files do not belong together: delete both and run again to download them")
+    counts = torch.bincount(labels.long(), minlength=n_classes)
+    if len(counts) > n_classes:
+        sys.exit(f"error: {labels_path} holds the label {len(counts) - 1}, but the classes are 0 to "
+                 f"{n_classes - 1}; delete it and run again to download it")
+    if (counts == 0).any():  # the pictures show an image of every class
+        sys.exit(f"error: {labels_path} holds no image of class {(counts == 0).nonzero()[0, 0].item()}; "
+                 f"delete it and run again to download it")
+    return images, labels.long()
+
+
+def load_dataset(name, data_dir):
+    """MNIST or Fashion-MNIST: (train images, train labels), (test images, test labels), the 10 class names.
+
+    Images are uint8 (N, 28, 28), labels int64 (N,). The four raw files are read from
+    <data_dir>/MNIST/raw/ (or FashionMNIST/raw/); torchvision downloads them when one is missing.
+    """
+    dataset = DATASETS[name]
+    raw = os.path.join(data_dir, dataset.__name__, "raw")
     classes = [c.split(" - ")[0] for c in dataset.classes]  # MNIST's read "0 - zero": the digit is enough
-    return dataset.data, dataset.targets, classes
+    for file in RAW_FILES:
+        path = os.path.join(raw, file)
+        if os.path.exists(path) and not os.path.isfile(path):
+            sys.exit(f"error: {path} is not a file; remove it and run again to download the data")
+    if not all(os.path.isfile(os.path.join(raw, file)) for file in RAW_FILES):
+        try:
+            dataset(data_dir, download=True)
+        except (RuntimeError, OSError) as e:  # no network, or a mirror that is down
+            reason = str(e).strip().splitlines()[-1]  # the last attempt's error
+            sys.exit(f"error: {dataset.__name__} is not in {raw} and could not be downloaded ({reason}). "
+                     f"Put the four raw files {', '.join(RAW_FILES)} there, or pass --data-dir "
+                     f"with the folder that holds {dataset.__name__}/raw/")
+    return read_split(raw, "train", len(classes)), read_split(raw, "t10k", len(classes)), classes
 
 
 def log_bernoulli(x, p):
@@ -214,14 +259,20 @@ def stop_if_not_finite(losses, epoch):
 
 
 class CtrlC:
-    """The first Ctrl-C asks the training loop to stop after the current batch; a second quits at once.
+    """Within `with CtrlC() as ctrl_c:`, the first Ctrl-C sets ctrl_c.pressed and a second quits at once.
 
-    Every file is written atomically, so even quitting at once leaves no truncated file.
+    The training loop checks `pressed` after each batch. Every file is written atomically, so
+    even quitting at once leaves no truncated file. On leaving the block, Ctrl-C does again what
+    it did before (in a notebook, for instance, it interrupts the cell).
     """
 
-    def __init__(self):
+    def __enter__(self):
         self.pressed = False
-        signal.signal(signal.SIGINT, self.handle)
+        self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def __exit__(self, *exception):
+        signal.signal(signal.SIGINT, self.previous)
 
     def handle(self, signum, frame):
         if self.pressed:
@@ -236,6 +287,36 @@ def exit_interrupted(out_dir, epochs_done):
     print(f"interrupted after {epochs_done} finished epochs: their checkpoint and pictures are in "
           f"{os.path.abspath(out_dir)}; to go on, run the same command with --resume")
     sys.exit(130)
+
+
+def exit_cleanly(out_of_memory_hint):
+    """Decorate main() so that two faults end the run with a one-line message instead of a traceback.
+
+    Running out of memory, when the networks are built or while they train, names the options to
+    lower (`out_of_memory_hint`); a Ctrl-C outside the training loop (which handles its own, see
+    CtrlC) exits with the usual status 130.
+    """
+    def decorate(main):
+        @functools.wraps(main)
+        def guarded(*args, **kwargs):
+            try:
+                return main(*args, **kwargs)
+            except KeyboardInterrupt:
+                print("\ninterrupted", file=sys.stderr)
+                sys.exit(130)
+            except RuntimeError as e:  # torch.OutOfMemoryError on CUDA; a plain RuntimeError on the CPU and MPS
+                if not (isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e)
+                        or "can't allocate memory" in str(e)):
+                    raise
+                size = re.search(r"[Tt]ried to allocate ([\d.]+) ?(\w+)", str(e))
+                if size and size[2] == "bytes":
+                    size = f"{float(size[1]) / 2 ** 30:.1f} GiB"
+                elif size:
+                    size = f"{size[1]} {size[2]}"
+                sys.exit(f"error: out of memory{f' (one tensor needed {size})' if size else ''}; "
+                         f"lower {out_of_memory_hint}")
+        return guarded
+    return decorate
 
 
 @contextlib.contextmanager

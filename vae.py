@@ -37,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--iw-samples", type=utils.positive(int, zero_ok=True), default=10, metavar="K",
                    help="samples per test image for the importance-weighted estimate of log p(x) at the end; "
                    "more is closer to log p(x) and slower; 0 skips it")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=utils.seed, default=0,
                    help="random seed; the same seed repeats a run exactly on the same CPU")
     p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS),
                    help="mnist: handwritten digits; fashion-mnist: Zalando's photos of clothes, "
@@ -90,7 +90,7 @@ def estimate_neg_log_likelihood(vae, loader, z_prior, k):
     (Burda et al., 2016) gives a bound that tightens as K grows; with K = 1 it is the ELBO.
     """
     total = 0
-    for x, _ in tqdm(loader, desc="importance sampling", leave=False):
+    for x, _ in tqdm(loader, desc="importance sampling", leave=False, disable=None):
         z_posterior = vae.encode(x)
         log_w = []
         for _ in range(k):
@@ -206,6 +206,7 @@ def sample(checkpoint_path, n, device):
           f"{os.path.abspath(path)}")
 
 
+@utils.exit_cleanly("--batch-size, --hidden-dim or --z-dim (with --sample: N)")
 def main(argv=None):
     args = parse_args(argv)
     device = utils.get_device(args.device)
@@ -217,8 +218,7 @@ def main(argv=None):
                   if args.resume else None)
 
     # ------------------------------------------------------------------------- data
-    train_images, train_labels, classes = utils.load_dataset(args.dataset, args.data_dir, train=True)
-    test_images, test_labels, _ = utils.load_dataset(args.dataset, args.data_dir, train=False)
+    (train_images, train_labels), (test_images, test_labels), classes = utils.load_dataset(args.dataset, args.data_dir)
     utils.prepare_out_dir(args.out_dir)  # only now: bad input above leaves nothing behind
     loader = utils.BatchLoader(train_images, train_labels, args.batch_size, device)
     test_loader = utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False)
@@ -254,53 +254,54 @@ def main(argv=None):
         save_checkpoint(0)  # so that even a run stopped in its first epoch can be resumed
 
     # ------------------------------------------------------------------------- training loop
-    ctrl_c = utils.CtrlC()
-    for epoch in range(len(metrics) + 1, args.epochs + 1):  # len(metrics): the epochs already done
-        start = time.perf_counter()
-        total = 0
-        epoch_losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False)
-        for i, (x, _) in enumerate(bar):
-            z_dist = vae.encode(x)
-            z = z_dist.rsample()  # reparameterised, so the gradient flows through the sample
-            x_reconst = vae.decode(z)
+    with utils.CtrlC() as ctrl_c:  # the first Ctrl-C stops the loop after the current batch
+        for epoch in range(len(metrics) + 1, args.epochs + 1):  # len(metrics): the epochs already done
+            start = time.perf_counter()
+            total = 0
+            epoch_losses = []
+            # disable=None: a bar in a terminal only; a log file gets just the line per epoch below.
+            bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, disable=None)
+            for i, (x, _) in enumerate(bar):
+                z_dist = vae.encode(x)
+                z = z_dist.rsample()  # reparameterised, so the gradient flows through the sample
+                x_reconst = vae.decode(z)
 
-            elbo, _, _ = compute_elbo(x, x_reconst, z_dist, z_prior)
-            loss = -elbo
+                elbo, _, _ = compute_elbo(x, x_reconst, z_dist, z_prior)
+                loss = -elbo
 
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
 
-            epoch_losses.append(loss.detach())
-            total = total + loss.detach() * len(x)
-            if i % 20 == 0:  # reading the loss waits for the GPU, so not on every batch
-                utils.stop_if_not_finite(epoch_losses, epoch)
-                bar.set_postfix(loss=f"{loss.item():.1f}")
-            if ctrl_c.pressed:
+                epoch_losses.append(loss.detach())
+                total = total + loss.detach() * len(x)
+                if i % 20 == 0:  # reading the loss waits for the GPU, so not on every batch
+                    utils.stop_if_not_finite(epoch_losses, epoch)
+                    bar.set_postfix(loss=f"{loss.item():.1f}")
+                if ctrl_c.pressed:
+                    break
+            if ctrl_c.pressed:  # the unfinished epoch is dropped: --resume starts it again
                 break
-        if ctrl_c.pressed:  # the unfinished epoch is dropped: --resume starts it again
-            break
-        utils.stop_if_not_finite(epoch_losses, epoch)
-        batch_losses += epoch_losses
+            utils.stop_if_not_finite(epoch_losses, epoch)
+            batch_losses += epoch_losses
 
-        # --------------------------------------------------------------------- visualisation, per epoch
-        with torch.no_grad():
-            test_neg_elbo, test_reconst, test_kl = evaluate(vae, test_loader, z_prior)
-            utils.save_grid(interleave_rows(shown_x, vae.decode(vae.encode(shown_x).mean), 8),
-                            os.path.join(args.out_dir, f"reconstruction_{epoch:02d}.png"), nrow=8)
-            utils.save_grid(vae.decode(sample_z), os.path.join(args.out_dir, f"samples_{epoch:02d}.png"))
-            progress.append(vae.decode(vae.encode(progress_x).mean).cpu())
-        seconds = time.perf_counter() - start
-        metrics.append({"epoch": epoch, "train_neg_elbo": total.item() / len(loader.images),
-                        "test_neg_elbo": test_neg_elbo, "test_reconstruction": test_reconst,
-                        "test_kl": test_kl, "seconds": seconds,
-                        "images_per_second": len(loader.images) / seconds})
-        print(f"epoch {epoch:2d}/{args.epochs}  train -ELBO {metrics[-1]['train_neg_elbo']:6.1f}  "
-              f"test -ELBO {test_neg_elbo:6.1f} (reconstruction {test_reconst:6.1f} + KL {test_kl:4.1f})  "
-              f"{seconds:5.1f} s  {len(loader.images) / seconds:6.0f} images/s")
-        utils.save_csv(metrics, os.path.join(args.out_dir, "metrics.csv"))
-        save_checkpoint(epoch)
+            # --------------------------------------------------------------------- visualisation, per epoch
+            with torch.no_grad():
+                test_neg_elbo, test_reconst, test_kl = evaluate(vae, test_loader, z_prior)
+                utils.save_grid(interleave_rows(shown_x, vae.decode(vae.encode(shown_x).mean), 8),
+                                os.path.join(args.out_dir, f"reconstruction_{epoch:02d}.png"), nrow=8)
+                utils.save_grid(vae.decode(sample_z), os.path.join(args.out_dir, f"samples_{epoch:02d}.png"))
+                progress.append(vae.decode(vae.encode(progress_x).mean).cpu())
+            seconds = time.perf_counter() - start
+            metrics.append({"epoch": epoch, "train_neg_elbo": total.item() / len(loader.images),
+                            "test_neg_elbo": test_neg_elbo, "test_reconstruction": test_reconst,
+                            "test_kl": test_kl, "seconds": seconds,
+                            "images_per_second": len(loader.images) / seconds})
+            print(f"epoch {epoch:2d}/{args.epochs}  train -ELBO {metrics[-1]['train_neg_elbo']:6.1f}  "
+                  f"test -ELBO {test_neg_elbo:6.1f} (reconstruction {test_reconst:6.1f} + KL {test_kl:4.1f})  "
+                  f"{seconds:5.1f} s  {len(loader.images) / seconds:6.0f} images/s", flush=True)
+            utils.save_csv(metrics, os.path.join(args.out_dir, "metrics.csv"))
+            save_checkpoint(epoch)
 
     # ------------------------------------------------------------------------- visualisation, at the end
     if not metrics:  # stopped before the first epoch ended

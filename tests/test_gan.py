@@ -3,7 +3,8 @@ import csv
 
 import torch
 import torch.nn.functional as F
-from conftest import REAL_DATA, grey_pixels, needs_real_mnist, run_script
+import pytest
+from conftest import REAL_DATA, TINY, grey_pixels, help_of, needs_real_mnist, run
 from PIL import Image
 from torch import nn
 
@@ -24,8 +25,7 @@ def test_g_makes_images_in_0_1_and_d_one_probability_per_image():
 
 
 def test_one_training_step_changes_both_networks(tiny_mnist, tmp_path):
-    run_script("gan.py", "--data-dir", tiny_mnist, "--out-dir", tmp_path, "--epochs", 1, "--batch-size", 300,
-               "--device", "cpu")  # one batch: one D step and one G step
+    run("gan.py", "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--batch-size", 300)  # one D and one G step
     checkpoint = torch.load(tmp_path / "gan.pt", weights_only=True)
     config = checkpoint["config"]
     torch.manual_seed(0)  # the script's seed: the same initial networks
@@ -39,8 +39,7 @@ def test_one_training_step_changes_both_networks(tiny_mnist, tmp_path):
 
 
 def train_tiny(data, out, *extra):
-    return run_script("gan.py", "--data-dir", data, "--out-dir", out, "--epochs", 1, "--batch-size", 50,
-                      "--device", "cpu", *extra)
+    return run("gan.py", "--data-dir", data, "--out-dir", out, *TINY, *extra)
 
 
 def test_one_epoch_writes_every_result_and_a_checkpoint_that_rebuilds_g(tiny_mnist, tmp_path):
@@ -73,7 +72,7 @@ def test_the_same_seed_gives_the_same_checkpoint(tiny_mnist, tmp_path):
 
 
 def test_help_explains_every_option():
-    out = " ".join(run_script("gan.py", "--help").stdout.split())
+    out = help_of("gan.py")
     for option in ["--z-dim", "--hidden-dim", "--d-hidden-dim", "--batch-size", "--lr", "--epochs", "--seed",
                    "--dataset", "--data-dir", "--out-dir", "--device", "--resume", "--sample"]:
         assert option in out
@@ -108,7 +107,7 @@ def train_digit_classifier():
                         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    images, labels, _ = utils.load_dataset("mnist", REAL_DATA, train=True)
+    (images, labels), _, _ = utils.load_dataset("mnist", REAL_DATA)
     loader = utils.BatchLoader(images, labels, 128, torch.device("cpu"))
     for _ in range(2):
         for x, y in loader:
@@ -119,15 +118,16 @@ def train_digit_classifier():
     return net.eval()
 
 
+@pytest.mark.slow
 @needs_real_mnist
 def test_the_default_gan_draws_every_digit_in_fair_shares(tmp_path):
     classifier = train_digit_classifier()
-    images, labels, _ = utils.load_dataset("mnist", REAL_DATA, train=False)
+    _, (images, labels), _ = utils.load_dataset("mnist", REAL_DATA)
     with torch.no_grad():
         accuracy = (classifier(images.unsqueeze(1).float() / 255).argmax(1) == labels).float().mean().item()
     assert accuracy >= 0.98
 
-    run_script("gan.py", "--data-dir", REAL_DATA, "--out-dir", tmp_path, "--device", "cpu")
+    run("gan.py", "--data-dir", REAL_DATA, "--out-dir", tmp_path, "--device", "cpu")
     checkpoint = torch.load(tmp_path / "gan.pt", weights_only=True)
     g = G(checkpoint["config"]["z_dim"], X_SHAPE, checkpoint["config"]["hidden_dim"])
     g.load_state_dict(checkpoint["g"])

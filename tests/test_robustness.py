@@ -1,7 +1,7 @@
 """Both scripts under interruption, faults and bad input: clear messages, nothing lost, exact resumes."""
+import concurrent.futures
 import csv
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -10,33 +10,22 @@ import time
 
 import pytest
 import torch
-from conftest import CHECKPOINT, OFFLINE_ENV, ROOT, SCRIPTS, make_tiny_mnist, run_script
+from conftest import (CHECKPOINT, OFFLINE_ENV, ROOT, SCRIPTS, TINY, error_of, make_tiny_mnist, run, run_script,
+                      write_idx)
 from PIL import Image
+
+import models
+import utils
 
 TIMING = {"seconds", "images_per_second"}  # the only columns of metrics.csv that vary between runs
 
 
-def run_tiny(script, data, out, *extra, check=True):
-    return run_script(script, "--data-dir", data, "--out-dir", out, "--batch-size", 50, "--device", "cpu",
-                      *extra, check=check)
-
-
-def assert_one_line_error(result, *fragments, status=None):
-    assert result.returncode != 0 if status is None else result.returncode == status, result.stderr
-    assert "Traceback" not in result.stderr
-    # tqdm redraws its bar with carriage returns; on a terminal only the error line stays.
-    lines = [line for line in re.split(r"[\r\n]", result.stderr) if line.strip() and "%|" not in line]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def assert_every_file_is_whole(out):
-    """Every result file parses completely: no truncated PNG, CSV or checkpoint."""
+    """Every result file parses completely: no truncated PNG, GIF, CSV or checkpoint."""
     for path in out.iterdir():
         if path.name.startswith(".tmp."):
             continue  # a temporary file, never the result itself
-        if path.suffix == ".png":
+        if path.suffix in (".png", ".gif"):
             Image.open(path).load()
         elif path.suffix == ".csv":
             rows = list(csv.DictReader(open(path)))
@@ -45,78 +34,184 @@ def assert_every_file_is_whole(out):
             torch.load(path, weights_only=True)
 
 
-# ----------------------------------------------------------------------------- bad input
+# ----------------------------------------------------------------------------- bad options
 @pytest.mark.parametrize("script", SCRIPTS)
 @pytest.mark.parametrize("option,value", [("--epochs", "0"), ("--batch-size", "-5"), ("--lr", "0"),
                                           ("--lr", "nan"), ("--z-dim", "0"), ("--hidden-dim", "-1"),
-                                          ("--epochs", "ten"), ("--sample", "0")])
-def test_non_positive_options_are_a_one_line_argparse_error(script, option, value, tiny_mnist, tmp_path):
-    result = run_tiny(script, tiny_mnist, tmp_path / "out", option, value, check=False)
-    assert_one_line_error(result, option, status=2)
+                                          ("--epochs", "ten"), ("--sample", "0"),
+                                          ("--seed", "99999999999999999999"), ("--seed", "-1"), ("--seed", "1.5")])
+def test_bad_option_values_are_a_one_line_argparse_error(script, option, value, tiny_mnist, tmp_path):
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path / "out", *TINY, option, value,
+                       status=2)
+    assert option in message
     assert not (tmp_path / "out").exists()
+
+
+def test_the_largest_seed_torch_takes_is_accepted(tiny_mnist, tmp_path):
+    run("gan.py", "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--seed", 2 ** 64 - 1)
+    assert torch.load(tmp_path / "gan.pt", weights_only=True)["config"]["seed"] == 2 ** 64 - 1
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_an_out_dir_that_cannot_be_written_is_a_one_line_error(script, tiny_mnist, tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
-    result = run_tiny(script, tiny_mnist, tmp_path / "a-file" / "out", "--epochs", 1, check=False)
-    assert_one_line_error(result, "--out-dir", "cannot be written")
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path / "a-file" / "out", *TINY)
+    assert "--out-dir" in message and "cannot be written" in message
 
 
-@pytest.mark.parametrize("damage", ["truncated", "not idx"])
-def test_damaged_mnist_files_are_named_in_a_one_line_error(damage, tmp_path):
-    data = make_tiny_mnist(tmp_path / "data")
-    images = data / "MNIST" / "raw" / "train-images-idx3-ubyte"
-    if damage == "truncated":
-        images.write_bytes(images.read_bytes()[:5000])
+# ----------------------------------------------------------------------------- damaged data
+def images_and_labels(raw, prefix):
+    return raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+
+
+def damage(raw, how):
+    """Damage the tiny MNIST in `raw` in one of the ways a download or a copy can go wrong; return what to name."""
+    train_images, train_labels = images_and_labels(raw, "train")
+    test_images, test_labels = images_and_labels(raw, "t10k")
+    labels = torch.arange(100, dtype=torch.uint8) % 10
+    if how == "truncated":
+        train_images.write_bytes(train_images.read_bytes()[:5000])
+    elif how == "longer than its header says":
+        train_labels.write_bytes(train_labels.read_bytes() + b"\0" * 7)
+    elif how == "a web page":
+        train_images.write_bytes(b"<html>404 Not Found</html>" * 100)
+    elif how == "empty":
+        test_labels.write_bytes(b"")
+    elif how == "still gzip-compressed":
+        train_images.write_bytes(b"\x1f\x8b\x08\x00" + bytes(100))
+    elif how == "not unsigned bytes":  # a valid IDX file of 32-bit integers (type 0x0C)
+        write_idx(test_labels, labels, magic=0x0C01)
+    elif how == "labels in the images file":
+        shutil.copy(train_labels, train_images)
+    elif how == "images in the labels file":
+        shutil.copy(test_images, test_labels)
+    elif how == "images of another size":
+        write_idx(test_images, torch.zeros(100, 32, 32, dtype=torch.uint8))
+    elif how == "fewer labels than images":
+        write_idx(test_labels, labels[:90])
+        return [test_images, test_labels]
+    elif how == "the other split's labels":
+        shutil.copy(train_labels, test_labels)  # 300 labels for 100 images
+        return [test_images, test_labels]
+    elif how == "a label outside 0-9":
+        write_idx(train_labels, torch.where(torch.arange(300) == 7, 10, torch.arange(300) % 10).byte())
+        return [train_labels, "label 10"]
+    elif how == "a class with no image":
+        write_idx(test_labels, torch.where(labels == 9, 8, labels).byte())
+        return [test_labels, "class 9"]
+    elif how == "a folder":
+        test_images.unlink()
+        test_images.mkdir()
     else:
-        images.write_bytes(b"<html>404 Not Found</html>" * 100)
-    result = run_tiny("vae.py", data, tmp_path / "out", "--epochs", 1, check=False)
-    assert_one_line_error(result, str(images))
+        raise ValueError(how)
+    damaged = {"truncated": train_images, "longer than its header says": train_labels, "a web page": train_images,
+               "empty": test_labels, "still gzip-compressed": train_images, "not unsigned bytes": test_labels,
+               "labels in the images file": train_images, "images in the labels file": test_labels,
+               "images of another size": test_images, "a folder": test_images}[how]
+    return [damaged]
+
+
+DAMAGE = ["truncated", "longer than its header says", "a web page", "empty", "still gzip-compressed",
+          "not unsigned bytes", "labels in the images file", "images in the labels file", "images of another size",
+          "fewer labels than images", "the other split's labels", "a label outside 0-9", "a class with no image",
+          "a folder"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("how", DAMAGE)
+def test_every_damaged_data_file_is_a_one_line_error_that_names_it_before_anything_is_written(script, how, tmp_path):
+    data = make_tiny_mnist(tmp_path / "data")
+    names = damage(data / "MNIST" / "raw", how)
+    message = error_of(script, "--data-dir", data, "--out-dir", tmp_path / "out", *TINY)
+    for name in names:
+        assert str(name) in message, message
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_a_missing_file_is_downloaded_and_offline_that_is_a_one_line_error_naming_the_folder(script, tmp_path):
+    data = make_tiny_mnist(tmp_path / "data")
+    (data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    message = error_of(script, "--data-dir", data, "--out-dir", tmp_path / "out", *TINY)
+    assert message.startswith(f"error: MNIST is not in {data / 'MNIST' / 'raw'} and could not be downloaded")
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- bad checkpoints
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_resume_without_a_checkpoint_is_a_one_line_error(script, tiny_mnist, tmp_path):
-    result = run_tiny(script, tiny_mnist, tmp_path, "--epochs", 1, "--resume", check=False)
-    assert_one_line_error(result, "--resume", "no checkpoint", "train first, without --resume")
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--resume")
+    assert "--resume" in message and "no checkpoint" in message and "train first, without --resume" in message
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_resume_from_a_corrupt_or_foreign_checkpoint_is_a_one_line_error(script, tiny_mnist, tmp_path):
+def test_resume_from_a_corrupt_or_foreign_checkpoint_is_a_one_line_error(script, tiny_mnist, trained, tmp_path):
     checkpoint = tmp_path / CHECKPOINT[script]
     checkpoint.write_bytes(b"\x80\x02 certainly not a checkpoint")
-    result = run_tiny(script, tiny_mnist, tmp_path, "--epochs", 2, "--resume", check=False)
-    assert_one_line_error(result, "--resume", "not a readable checkpoint")
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, "--epochs", 2, "--resume")
+    assert "--resume" in message and "not a readable checkpoint" in message
 
     other = "gan.py" if script == "vae.py" else "vae.py"
-    run_tiny(other, tiny_mnist, tmp_path / "other", "--epochs", 1)
-    shutil.copy(tmp_path / "other" / CHECKPOINT[other], checkpoint)
-    result = run_tiny(script, tiny_mnist, tmp_path, "--epochs", 2, "--resume", check=False)
-    assert_one_line_error(result, "--resume", f"was not written by {script}")
+    shutil.copy(trained[other] / CHECKPOINT[other], checkpoint)
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, "--epochs", 2, "--resume")
+    assert "--resume" in message and f"was not written by {script}" in message
 
 
 @pytest.mark.parametrize("script,option,value", [("vae.py", "--z-dim", 7), ("gan.py", "--d-hidden-dim", 7),
                                                  ("gan.py", "--dataset", "fashion-mnist")])
-def test_resume_with_another_network_shape_or_dataset_names_the_option(script, option, value, tiny_mnist, tmp_path):
-    run_tiny(script, tiny_mnist, tmp_path, "--epochs", 1)
-    result = run_tiny(script, tiny_mnist, tmp_path, "--epochs", 2, "--resume", option, value, check=False)
-    assert_one_line_error(result, "--resume", option)
+def test_resume_with_another_network_shape_or_dataset_names_the_option(script, option, value, tiny_mnist, trained,
+                                                                       tmp_path):
+    shutil.copy(trained[script] / CHECKPOINT[script], tmp_path)
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, "--epochs", 2, "--resume",
+                       option, value)
+    assert "--resume" in message and option in message
 
 
 # ----------------------------------------------------------------------------- faults
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_loss_that_explodes_stops_the_run_and_keeps_the_last_good_checkpoint(script, tiny_mnist, tmp_path):
-    result = run_tiny(script, tiny_mnist, tmp_path, "--epochs", 3, "--lr", "1e30", check=False)
-    assert_one_line_error(result, "the loss became", "at epoch 1, batch", "checkpoint of epoch 0 is kept")
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--epochs", 3, "--lr", "1e30")
+    assert "the loss became" in message and "at epoch 1, batch" in message and "checkpoint of epoch 0 is kept" in message
     assert torch.load(tmp_path / CHECKPOINT[script], weights_only=True)["epoch"] == 0
 
 
+@pytest.mark.parametrize("script,option", [("vae.py", "--hidden-dim"), ("gan.py", "--hidden-dim"),
+                                           ("gan.py", "--d-hidden-dim")])
+def test_networks_too_large_for_memory_are_a_one_line_error_naming_what_to_lower(script, option, tiny_mnist,
+                                                                                  tmp_path):
+    # A 200,000 x 200,000 layer needs 160 GB.
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, option, 200_000)
+    assert message.startswith("error: out of memory") and "149.0 GiB" in message and option in message
+
+
+@pytest.mark.parametrize("script,network", [("vae.py", models.VAE), ("gan.py", models.D)])
+def test_running_out_of_gpu_memory_while_training_is_a_one_line_error(script, network, tiny_mnist, tmp_path,
+                                                                      monkeypatch):
+    def out_of_memory(*args, **kwargs):  # what CUDA raises for a batch too large for the GPU
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.50 GiB. GPU 0 has a total capacity "
+                                     "of 7.79 GiB of which 1.02 GiB is free.")
+    monkeypatch.setattr(network, "forward" if network is models.D else "encode", out_of_memory)
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY)
+    assert message == (f"error: out of memory (one tensor needed 2.50 GiB); lower --batch-size, --hidden-dim or "
+                       f"{'--z-dim' if script == 'vae.py' else '--d-hidden-dim'} (with --sample: N)")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_ctrl_c_outside_the_training_loop_exits_with_130_and_no_traceback(script, tiny_mnist, tmp_path, monkeypatch):
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(utils, "save_figure", ctrl_c)  # pressed while the final figures are drawn
+    assert error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, status=130) == "interrupted"
+    assert torch.load(tmp_path / CHECKPOINT[script], weights_only=True)["epoch"] == 1
+
+
+# ----------------------------------------------------------------------------- Ctrl-C and kills (real processes)
 def start(script, data, out, *extra):
-    """Start a script on tiny data, its output unbuffered so that the test can follow it."""
+    """Start a script on tiny data in a separate process, its output unbuffered so that the test can follow it."""
     return subprocess.Popen([sys.executable, script, "--data-dir", str(data), "--out-dir", str(out),
                              "--batch-size", "10", "--device", "cpu", *map(str, extra)],
-                            cwd=ROOT, env={**OFFLINE_ENV, "PYTHONUNBUFFERED": "1"},
+                            # One thread each: the data are tiny, and several runs share the cores.
+                            cwd=ROOT, env={**OFFLINE_ENV, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -130,65 +225,88 @@ def wait_for_epochs(process, n):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_ctrl_c_stops_after_the_batch_keeps_the_finished_epochs_and_says_how_to_resume(script, tiny_mnist, tmp_path):
-    process = start(script, tiny_mnist, tmp_path, "--epochs", 1000)
-    wait_for_epochs(process, 2)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume_and_a_second_quits_at_once(script, tiny_mnist,
+                                                                                       tmp_path):
+    # Two runs side by side (starting Python and torch is most of a test's time): one gets Ctrl-C once, one twice.
+    once, twice = (start(script, tiny_mnist, tmp_path / name, "--epochs", 1000) for name in ["once", "twice"])
+    wait_for_epochs(twice, 1)
+    twice.send_signal(signal.SIGINT)
+    twice.send_signal(signal.SIGINT)
+    wait_for_epochs(once, 2)
+    once.send_signal(signal.SIGINT)
+
+    stdout, stderr = once.communicate(timeout=60)
+    assert once.returncode == 130, stderr
     assert "Traceback" not in stderr
+    assert "%|" not in stderr  # the output is not a terminal: no progress bar
     assert "--resume" in stdout
-    checkpoint = torch.load(tmp_path / CHECKPOINT[script], weights_only=True)
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    out = tmp_path / "once"
+    checkpoint = torch.load(out / CHECKPOINT[script], weights_only=True)
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert checkpoint["epoch"] == len(rows) >= 2
     assert f"interrupted after {len(rows)} finished epochs" in stdout
-    assert (tmp_path / "loss.png").exists()
-    assert_every_file_is_whole(tmp_path)
+    assert (out / "loss.png").exists()
+    assert_every_file_is_whole(out)
 
-    # ...and --resume goes on from there.
-    result = run_script(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, "--batch-size", 10,
-                        "--device", "cpu", "--epochs", len(rows) + 1, "--resume")
+    twice.communicate(timeout=60)
+    assert twice.returncode == 130
+    assert_every_file_is_whole(tmp_path / "twice")
+
+    # ...and --resume goes on from where the first stopped.
+    result = run(script, "--data-dir", tiny_mnist, "--out-dir", out, "--batch-size", 10, "--device", "cpu",
+                 "--epochs", len(rows) + 1, "--resume")
     assert f"epoch {len(rows) + 1:2d}/{len(rows) + 1}" in result.stdout
-    assert torch.load(tmp_path / CHECKPOINT[script], weights_only=True)["epoch"] == len(rows) + 1
+    assert torch.load(out / CHECKPOINT[script], weights_only=True)["epoch"] == len(rows) + 1
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_a_second_ctrl_c_quits_at_once_leaving_no_truncated_file(script, tiny_mnist, tmp_path):
-    process = start(script, tiny_mnist, tmp_path, "--epochs", 1000)
-    wait_for_epochs(process, 1)
-    process.send_signal(signal.SIGINT)
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert_every_file_is_whole(tmp_path)
+def test_sigkill_at_any_moment_leaves_only_whole_files(script, tiny_mnist, trained, tmp_path):
+    # Six runs side by side, each killed at another moment after it reported an epoch, while it writes that
+    # epoch's results. The first starts afresh; the others resume a finished run, so that the kill can hit
+    # files that are being replaced.
+    delays = [0.0, 0.013, 0.031, 0.057, 0.089, 0.11]
+    outs = [tmp_path / str(i) for i in range(len(delays))]
+    for out in outs[1:]:
+        shutil.copytree(trained[script], out)
+    processes = [start(script, tiny_mnist, out, "--epochs", 1000, *(["--resume"] if i else []))
+                 for i, out in enumerate(outs)]
 
-
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_sigkill_at_any_moment_leaves_only_whole_files(script, tiny_mnist, tmp_path):
-    for delay in [0.0, 0.013, 0.031, 0.057, 0.089, 0.11]:  # the first run starts afresh, the others resume
-        process = start(script, tiny_mnist, tmp_path, "--epochs", 1000, *(["--resume"] if delay else []))
+    def kill_after_an_epoch(process, delay):
         wait_for_epochs(process, 1)
         time.sleep(delay)
         process.kill()
+
+    with concurrent.futures.ThreadPoolExecutor(len(processes)) as pool:  # each is killed as soon as it is ready
+        for killed in [pool.submit(kill_after_an_epoch, p, delay) for p, delay in zip(processes, delays)]:
+            killed.result()
+    for process, out in zip(processes, outs):
         process.communicate()
-        assert_every_file_is_whole(tmp_path)
+        assert process.returncode == -signal.SIGKILL
+        assert_every_file_is_whole(out)
+
+
+def test_a_one_line_error_reaches_the_terminal_as_one_line_with_exit_status_1(tmp_path):
+    result = run_script("gan.py", "--data-dir", tmp_path / "nowhere", "--out-dir", tmp_path / "out", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: MNIST is not in ") and len(result.stderr.strip().splitlines()) == 1
 
 
 # ----------------------------------------------------------------------------- resume
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_two_epochs_resumed_for_two_more_equal_four_straight(script, tiny_mnist, tmp_path):
-    run_tiny(script, tiny_mnist, tmp_path / "straight", "--epochs", 4)
-    run_tiny(script, tiny_mnist, tmp_path / "resumed", "--epochs", 2)
-    run_tiny(script, tiny_mnist, tmp_path / "resumed", "--epochs", 4, "--resume")
+    tiny = ["--data-dir", tiny_mnist, "--batch-size", 50, "--device", "cpu"]
+    run(script, *tiny, "--out-dir", tmp_path / "straight", "--epochs", 4)
+    run(script, *tiny, "--out-dir", tmp_path / "resumed", "--epochs", 2)
+    run(script, *tiny, "--out-dir", tmp_path / "resumed", "--epochs", 4, "--resume")
 
-    straight, resumed = (torch.load(tmp_path / run / CHECKPOINT[script], weights_only=True)
-                         for run in ["straight", "resumed"])
+    straight, resumed = (torch.load(tmp_path / name / CHECKPOINT[script], weights_only=True)
+                         for name in ["straight", "resumed"])
     assert straight["epoch"] == resumed["epoch"] == 4
     for key in straight:
         if key != "config":  # the resumed run's config says --resume
             assert_identical(straight[key], resumed[key], key)
     rows = [[{k: v for k, v in row.items() if k not in TIMING}
-             for row in csv.DictReader(open(tmp_path / run / "metrics.csv"))] for run in ["straight", "resumed"]]
+             for row in csv.DictReader(open(tmp_path / name / "metrics.csv"))] for name in ["straight", "resumed"]]
     assert rows[0] == rows[1] and len(rows[0]) == 4
     assert os.path.getsize(tmp_path / "resumed" / "loss.png") > 0
 

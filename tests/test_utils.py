@@ -1,7 +1,11 @@
-"""utils.py: data reading, the batch loader, devices and atomic saving."""
+"""utils.py: data reading, the batch loader, devices, atomic saving and what a run prints."""
+import contextlib
+import importlib
+import io
+
 import pytest
 import torch
-from conftest import REAL_DATA, needs_real_fashion_mnist, needs_real_mnist, run_script
+from conftest import REAL_DATA, TINY, error_of, needs_real_fashion_mnist, needs_real_mnist, run
 
 import utils
 
@@ -10,36 +14,37 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 
 
 def test_load_dataset_reads_the_raw_idx_files(tiny_mnist):
-    images, labels, classes = utils.load_dataset("mnist", tiny_mnist, train=True)
+    (images, labels), (test_images, test_labels), classes = utils.load_dataset("mnist", tiny_mnist)
     assert images.shape == (300, 28, 28) and images.dtype == torch.uint8
-    assert labels.shape == (300,) and labels.tolist()[:12] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    assert labels.shape == (300,) and labels.dtype == torch.int64
+    assert labels.tolist()[:12] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     assert torch.equal(images[:, 0, 0].long(), labels * 25)
     assert classes == [str(digit) for digit in range(10)]
-    test_images, _, _ = utils.load_dataset("mnist", tiny_mnist, train=False)
-    assert test_images.shape == (100, 28, 28)
+    assert test_images.shape == (100, 28, 28) and torch.equal(test_images[:, 0, 0].long(), test_labels * 25)
 
 
 def test_fashion_mnist_comes_from_its_own_folder_with_its_class_names(tiny_mnist):
-    images, labels, classes = utils.load_dataset("fashion-mnist", tiny_mnist, train=True)
+    (images, labels), _, classes = utils.load_dataset("fashion-mnist", tiny_mnist)
     assert images.shape == (300, 28, 28) and torch.equal(images[:, 0, 0].long(), labels * 25)
-    assert not torch.equal(images, utils.load_dataset("mnist", tiny_mnist, train=True)[0])
+    assert not torch.equal(images, utils.load_dataset("mnist", tiny_mnist)[0][0])
     assert classes == FASHION_CLASSES
 
 
+@pytest.mark.slow
 @needs_real_mnist
 @needs_real_fashion_mnist
 def test_the_real_datasets_hold_60000_and_10000_images_of_10_classes():
     for name in ["mnist", "fashion-mnist"]:
-        for train, n in [(True, 60_000), (False, 10_000)]:
-            images, labels, classes = utils.load_dataset(name, REAL_DATA, train)
+        train, test, classes = utils.load_dataset(name, REAL_DATA)
+        for (images, labels), n in [(train, 60_000), (test, 10_000)]:
             assert images.shape == (n, 28, 28) and images.dtype == torch.uint8
             assert torch.bincount(labels).min() > n // 20 and len(classes) == 10
-    assert not torch.equal(utils.load_dataset("mnist", REAL_DATA, False)[0],
-                           utils.load_dataset("fashion-mnist", REAL_DATA, False)[0])
+    assert not torch.equal(utils.load_dataset("mnist", REAL_DATA)[1][0],
+                           utils.load_dataset("fashion-mnist", REAL_DATA)[1][0])
 
 
 def test_loader_yields_every_image_once_as_floats_in_0_1(tiny_mnist):
-    images, labels, _ = utils.load_dataset("mnist", tiny_mnist, train=True)
+    (images, labels), _, _ = utils.load_dataset("mnist", tiny_mnist)
     loader = utils.BatchLoader(images, labels, batch_size=64, device=torch.device("cpu"))
     batches = list(loader)
     assert len(loader) == len(batches) == 5  # 4 full batches of 64 and one of 44
@@ -54,7 +59,7 @@ def test_loader_yields_every_image_once_as_floats_in_0_1(tiny_mnist):
 
 
 def test_loader_shuffles_each_epoch_and_the_seed_repeats_the_order(tiny_mnist):
-    images, labels, _ = utils.load_dataset("mnist", tiny_mnist, train=True)
+    (images, labels), _, _ = utils.load_dataset("mnist", tiny_mnist)
     loader = utils.BatchLoader(images, labels, batch_size=300, device=torch.device("cpu"))
     torch.manual_seed(0)
     first, second = [next(iter(loader))[1] for _ in range(2)]
@@ -66,22 +71,17 @@ def test_loader_shuffles_each_epoch_and_the_seed_repeats_the_order(tiny_mnist):
 
 
 def test_missing_mnist_is_a_one_line_error_naming_the_folder(tmp_path):
-    result = run_script("vae.py", "--data-dir", tmp_path / "nowhere", "--out-dir", tmp_path / "out",
-                        "--device", "cpu", check=False)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: MNIST is not in ")
-    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in lines[0]
-    assert "train-images-idx3-ubyte" in lines[0]
+    message = error_of("vae.py", "--data-dir", tmp_path / "nowhere", "--out-dir", tmp_path / "out", "--device", "cpu")
+    assert message.startswith("error: MNIST is not in ")
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message
+    assert "train-images-idx3-ubyte" in message
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_fashion_mnist_names_its_own_folder(tmp_path):
-    result = run_script("gan.py", "--dataset", "fashion-mnist", "--data-dir", tmp_path, "--out-dir", tmp_path / "out",
-                        "--device", "cpu", check=False)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.startswith(f"error: FashionMNIST is not in {tmp_path / 'FashionMNIST' / 'raw'}")
+    message = error_of("gan.py", "--dataset", "fashion-mnist", "--data-dir", tmp_path, "--out-dir", tmp_path / "out",
+                       "--device", "cpu")
+    assert message.startswith(f"error: FashionMNIST is not in {tmp_path / 'FashionMNIST' / 'raw'}")
 
 
 @pytest.mark.parametrize("name", ["cuda", "mps"])
@@ -108,3 +108,26 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
             raise RuntimeError("killed while writing")
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left behind
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("script", ["vae.py", "gan.py"])
+def test_a_log_file_gets_one_line_per_epoch_and_a_terminal_a_progress_bar(script, tiny_mnist, tmp_path):
+    # stdout and stderr captured to a file (`python gan.py > log.txt 2>&1`): no bar, one line per epoch.
+    result = run(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path / "log", *TINY, "--epochs", 3,
+                 "--batch-size", 10)
+    assert result.stderr == ""
+    assert "\r" not in result.stdout
+    assert [line[:11] for line in result.stdout.splitlines() if line.startswith("epoch")] == \
+        ["epoch  1/3 ", "epoch  2/3 ", "epoch  3/3 "]
+    assert len(result.stdout.splitlines()) <= 7  # the device, an epoch each, and the final lines
+
+    terminal = Terminal()  # where tqdm draws its bar
+    with contextlib.redirect_stderr(terminal), contextlib.redirect_stdout(io.StringIO()):
+        importlib.import_module(script[:-3]).main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path / "tty"),
+                                                   "--epochs", "1", "--batch-size", "10", "--device", "cpu"])
+    assert "\repoch 1/1:" in terminal.getvalue() and "%|" in terminal.getvalue()
