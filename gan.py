@@ -8,7 +8,9 @@
 The script follows the slides: settings, data, networks, training loop, visualisation.
 """
 import argparse
+import copy
 import os
+import sys
 import time
 
 import matplotlib.pyplot as plt
@@ -23,6 +25,9 @@ from models import D, G
 
 
 # ----------------------------------------------------------------------------- settings
+R1_EVERY = 4  # the R1 penalty is computed every 4th D step ("lazy regularisation", Karras et al., 2020)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train the slides' GAN on MNIST (or Fashion-MNIST); pictures, "
                                 "metrics and the trained networks land in --out-dir.",
@@ -38,6 +43,12 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=utils.positive(int), default=30,
                    help="passes over the 60,000 training images (in all, when resuming)")
     p.add_argument("--lr", type=utils.positive(float), default=1e-3, help="Adam's learning rate, for G and D")
+    p.add_argument("--r1-gamma", type=utils.positive(float, zero_ok=True), default=0.0, metavar="GAMMA",
+                   help="weight of the R1 penalty on D's slope at real images, which keeps D from overpowering G; "
+                   "0 turns it off (the slides)")
+    p.add_argument("--ema-decay", type=utils.positive(float, zero_ok=True), default=0.999, metavar="DECAY",
+                   help="the pictures, --sample and the checkpoint's 'g' use a moving average of G's weights that "
+                   "moves 1 - DECAY of the way to G after each step; 0 turns averaging off (the slides)")
     p.add_argument("--seed", type=utils.seed, default=0,
                    help="random seed; the same seed repeats a run exactly on the same CPU")
     p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS),
@@ -52,7 +63,13 @@ def parse_args(argv=None):
                    help="go on from the checkpoint in --out-dir, up to --epochs epochs in all")
     p.add_argument("--sample", type=utils.positive(int), metavar="N",
                    help="do not train: turn N draws of z into images with the G trained in --out-dir (its settings "
-                   "come from the checkpoint), save them as generated.png, and exit")
+                   "come from the checkpoint), save them as generated.png, and exit; a conditional G draws N of "
+                   "each class, a row each, or N of the class --label")
+    p.add_argument("--conditional", action="store_true",
+                   help="train the conditional GAN (Mirza & Osindero, 2014): G and D are also given the class, so "
+                   "that z holds only the style, and a class can be asked for with --sample and --label")
+    p.add_argument("--label", type=int, choices=range(utils.N_CLASSES), metavar="K",
+                   help=f"with --sample, of a conditional G: {utils.label_help()}")
     return utils.one_line_errors(p).parse_args(argv)
 
 
@@ -62,6 +79,24 @@ def criterion(pred_y, y):
     Written out so that a diverged D (a nan) is reported by the training loop, not a crash.
     """
     return -utils.log_bernoulli(y, pred_y).mean()
+
+
+def r1_penalty(d, real_x, labels=None):
+    """R1 (Mescheder et al., 2018): the mean squared length of the gradient of D's logit at real images.
+
+    Penalising it keeps D's judgement smooth around the real digits, so that D cannot become so
+    sharp that G's gradient stops pointing anywhere useful (the slides' collapse onto a few digits).
+    """
+    real_x = real_x.detach().requires_grad_(True)
+    grad, = torch.autograd.grad(d.logit(real_x, labels).sum(), real_x, create_graph=True)  # create_graph: to train on it
+    return grad.pow(2).flatten(1).sum(1).mean()
+
+
+@torch.no_grad()
+def update_average(g_ema, g, decay):
+    """Move each weight of g_ema 1 - decay of the way towards G's (decay 0: g_ema becomes G)."""
+    for p_ema, p in zip(g_ema.parameters(), g.parameters()):
+        p_ema.lerp_(p, 1 - decay)
 
 
 def make_real_y(n, device):
@@ -118,15 +153,17 @@ def plot_loss(metrics):
 
 
 @torch.no_grad()
-def sample(checkpoint_path, n, device):
-    """--sample: rebuild the trained G from its checkpoint and turn n draws of z into images."""
+def sample(checkpoint_path, n, label, device):
+    """--sample: rebuild the trained (averaged) G from its checkpoint and turn n draws of z into images."""
     checkpoint = utils.read_checkpoint(checkpoint_path, "gan.py", "--sample")
     config = checkpoint["config"]
-    g = G(config["z_dim"], utils.X_SHAPE, config["hidden_dim"]).to(device)
+    conditional = config.get("conditional", False)
+    labels, nrow = utils.labels_to_sample(n, label, conditional, device)
+    g = G(config["z_dim"], utils.X_SHAPE, config["hidden_dim"], utils.N_CLASSES * conditional).to(device)
     g.load_state_dict(checkpoint["g"])
     path = os.path.join(os.path.dirname(checkpoint_path), "generated.png")
     utils.prepare_out_dir(os.path.dirname(path))
-    utils.save_grid(g(torch.randn(n, g.z_dim, device=device)), path)
+    utils.save_grid(g(torch.randn(n if labels is None else len(labels), g.z_dim, device=device), labels), path, nrow)
     print(f"{n} images from the {config['dataset']} G after epoch {checkpoint['epoch']}: {os.path.abspath(path)}")
 
 
@@ -137,35 +174,49 @@ def main(argv=None):
     utils.seed_everything(args.seed)
     checkpoint_path = os.path.join(args.out_dir, "gan.pt")
     if args.sample:
-        return sample(checkpoint_path, args.sample, device)
+        return sample(checkpoint_path, args.sample, args.label, device)
+    if args.label is not None:
+        sys.exit("error: --label goes with --sample, to ask a conditional G for a class")
     checkpoint = (utils.load_checkpoint(checkpoint_path, "gan.py", args,
-                                        ["dataset", "z_dim", "hidden_dim", "d_hidden_dim"])
+                                        ["dataset", "z_dim", "hidden_dim", "d_hidden_dim", "conditional"])
                   if args.resume else None)
 
     # ------------------------------------------------------------------------- data
-    (images, labels), _, _ = utils.load_dataset(args.dataset, args.data_dir)  # the training split is enough
+    (images, labels), _, classes = utils.load_dataset(args.dataset, args.data_dir)  # the training split is enough
     utils.prepare_out_dir(args.out_dir)  # only now: bad input above leaves nothing behind
     loader = utils.BatchLoader(images, labels, args.batch_size, device)
 
     # ------------------------------------------------------------------------- networks
-    g = G(args.z_dim, utils.X_SHAPE, args.hidden_dim).to(device)
-    # The one departure from the slides: D is narrower than G. With 500 units D learns to spot
-    # fakes faster than G can follow, and G escapes to the few digits that fool it best.
-    d = D(utils.X_SHAPE, args.d_hidden_dim).to(device)
+    # --conditional: G and D also get the class, as a one-hot vector (see models.py).
+    n_classes = utils.N_CLASSES * args.conditional
+    g = G(args.z_dim, utils.X_SHAPE, args.hidden_dim, n_classes).to(device)
+    # (beyond the slides) The pictures show g_ema, an exponential moving average of G's weights
+    # (Yazıcı et al., 2019): the adversarial game keeps G's weights oscillating, and their
+    # average draws cleaner digits than G does at any one step.
+    g_ema = copy.deepcopy(g).requires_grad_(False)
+    d = D(utils.X_SHAPE, args.d_hidden_dim, n_classes).to(device)
     g_optimizer = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
     d_optimizer = torch.optim.Adam(d.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
 
-    fixed_z = torch.randn(64, args.z_dim, device=device)  # the same noise in every picture
+    # The same noise in every picture; a conditional G draws 8 of them as every class, a row per class.
+    if args.conditional:
+        fixed_z = torch.randn(8, args.z_dim, device=device).repeat(len(classes), 1)
+        fixed_labels = torch.arange(len(classes), device=device).repeat_interleave(8)
+    else:
+        fixed_z, fixed_labels = torch.randn(64, args.z_dim, device=device), None
 
     def save_checkpoint(epoch):
-        utils.save_checkpoint({"script": "gan.py", "g": g.state_dict(), "d": d.state_dict(),
+        utils.save_checkpoint({"script": "gan.py", "g": g_ema.state_dict(), "g_raw": g.state_dict(), "d": d.state_dict(),
                                "g_optimizer": g_optimizer.state_dict(), "d_optimizer": d_optimizer.state_dict(),
                                "config": vars(args), "epoch": epoch, "rng": utils.rng_state(),
                                "metrics": metrics, "grids": grids}, checkpoint_path)
 
     # What the figures need from earlier epochs; with --resume, it comes from the checkpoint.
     if checkpoint:
-        g.load_state_dict(checkpoint["g"])
+        if "g_raw" not in checkpoint:
+            sys.exit(f"error: --resume: {checkpoint_path} was written by an older gan.py; train afresh without --resume")
+        g.load_state_dict(checkpoint["g_raw"])
+        g_ema.load_state_dict(checkpoint["g"])
         d.load_state_dict(checkpoint["d"])
         g_optimizer.load_state_dict(checkpoint["g_optimizer"])
         d_optimizer.load_state_dict(checkpoint["d_optimizer"])
@@ -174,8 +225,8 @@ def main(argv=None):
     else:
         metrics = []
         with torch.no_grad():
-            grids = [g(fixed_z).cpu()]  # grids[epoch]: the samples after that epoch, 0 before training
-        utils.save_grid(grids[0], os.path.join(args.out_dir, "samples_00.png"))
+            grids = [g_ema(fixed_z, fixed_labels).cpu()]  # grids[epoch]: the samples after that epoch, 0 before training
+        utils.save_grid(grids[0], os.path.join(args.out_dir, "samples_00.png"), nrow=8)
         save_checkpoint(0)  # so that even a run stopped in its first epoch can be resumed
 
     # ------------------------------------------------------------------------- training loop
@@ -185,19 +236,25 @@ def main(argv=None):
             rows = []  # per batch: D's losses on real and fake, G's loss, D(x), D(G(z)); times the batch size
             # disable=None: a bar in a terminal only; a log file gets just the line per epoch below.
             bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, disable=None)
-            for i, (real_x, _) in enumerate(bar):
+            # labels: the classes of the real images, used only with --conditional (y is real or fake)
+            for i, (real_x, labels) in enumerate(bar):
                 d.zero_grad()
 
                 # discriminator for real data
-                real_pred_y = d(real_x)
+                real_pred_y = d(real_x, labels)
                 real_y = make_real_y(len(real_x), device)
                 real_d_loss = criterion(real_pred_y, real_y)
                 real_d_loss.backward()
+                # (beyond the slides) keep D's slope at real digits gentle; see r1_penalty. Every
+                # R1_EVERY-th step, R1_EVERY times as strong: as good, and a quarter of the cost.
+                if args.r1_gamma and i % R1_EVERY == 0:
+                    (R1_EVERY * args.r1_gamma / 2 * r1_penalty(d, real_x, labels)).backward()
 
-                # discriminator for fake data: detach, so this step leaves G alone
+                # discriminator for fake data: detach, so this step leaves G alone. A conditional G
+                # draws the classes of the real batch, so that fakes come in the data's proportions.
                 z = torch.randn(len(real_x), args.z_dim, device=device)
-                fake_x = g(z)
-                fake_pred_y = d(fake_x.detach())
+                fake_x = g(z, labels)
+                fake_pred_y = d(fake_x.detach(), labels)
                 fake_y = make_fake_y(len(real_x), device)
                 fake_d_loss = criterion(fake_pred_y, fake_y)
                 fake_d_loss.backward()
@@ -208,11 +265,12 @@ def main(argv=None):
                 # log(1 - D(G(z))), whose gradient vanishes early on, when D easily spots fakes.
                 g.zero_grad()
                 d.requires_grad_(False)  # the gradient flows through D to G; D's own would be thrown away
-                fake_pred_y = d(fake_x)
+                fake_pred_y = d(fake_x, labels)
                 g_loss = criterion(fake_pred_y, real_y)
                 g_loss.backward()
                 d.requires_grad_(True)
                 g_optimizer.step()
+                update_average(g_ema, g, args.ema_decay)  # the averaged G that the pictures show
 
                 rows.append(torch.stack([real_d_loss, fake_d_loss, g_loss, real_pred_y.mean(), fake_pred_y.mean()])
                             .detach() * len(real_x))
@@ -227,8 +285,8 @@ def main(argv=None):
 
             # --------------------------------------------------------------------- visualisation, per epoch
             with torch.no_grad():
-                grids.append(g(fixed_z).cpu())
-            utils.save_grid(grids[epoch], os.path.join(args.out_dir, f"samples_{epoch:02d}.png"))
+                grids.append(g_ema(fixed_z, fixed_labels).cpu())
+            utils.save_grid(grids[epoch], os.path.join(args.out_dir, f"samples_{epoch:02d}.png"), nrow=8)
             seconds = time.perf_counter() - start
             means = (torch.stack(rows).sum(0) / len(loader.images)).tolist()
             metrics.append({"epoch": epoch, "d_loss_real": means[0], "d_loss_fake": means[1], "g_loss": means[2],
@@ -248,6 +306,9 @@ def main(argv=None):
     utils.save_figure(plot_progress(grids, shown), os.path.join(args.out_dir, "progress.png"))
     save_progress_gif(grids, os.path.join(args.out_dir, "progress.gif"))
     utils.save_figure(plot_loss(metrics), os.path.join(args.out_dir, "loss.png"))
+    if args.conditional:
+        utils.save_figure(utils.plot_class_grid(g_ema, fixed_z[:8], classes),
+                          os.path.join(args.out_dir, "class_grid.png"))
     if ctrl_c.pressed:
         utils.exit_interrupted(args.out_dir, done)
     print(f"results in {os.path.abspath(args.out_dir)}")

@@ -20,11 +20,12 @@ matplotlib.use("Agg")  # draw to files only: works on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
+from torchvision.utils import make_grid, save_image  # noqa: E402
 
 # --dataset: both are 28x28 grey images in 10 classes, in the same four files.
 DATASETS = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}
 X_SHAPE = (1, 28, 28)  # one image: one channel of 28x28 pixels
+N_CLASSES = 10  # in both datasets
 RAW_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -125,6 +126,11 @@ def read_split(raw, prefix, n_classes):
     return images, labels.long()
 
 
+def class_names(name):
+    """The 10 class names of --dataset `name`, as the plots and --help show them."""
+    return [c.split(" - ")[0] for c in DATASETS[name].classes]  # MNIST's read "0 - zero": the digit is enough
+
+
 def load_dataset(name, data_dir):
     """MNIST or Fashion-MNIST: (train images, train labels), (test images, test labels), the 10 class names.
 
@@ -133,7 +139,7 @@ def load_dataset(name, data_dir):
     """
     dataset = DATASETS[name]
     raw = os.path.join(data_dir, dataset.__name__, "raw")
-    classes = [c.split(" - ")[0] for c in dataset.classes]  # MNIST's read "0 - zero": the digit is enough
+    classes = class_names(name)
     for file in RAW_FILES:
         path = os.path.join(raw, file)
         if os.path.exists(path) and not os.path.isfile(path):
@@ -146,7 +152,26 @@ def load_dataset(name, data_dir):
             sys.exit(f"error: {dataset.__name__} is not in {raw} and could not be downloaded ({reason}). "
                      f"Put the four raw files {', '.join(RAW_FILES)} there, or pass --data-dir "
                      f"with the folder that holds {dataset.__name__}/raw/")
-    return read_split(raw, "train", len(classes)), read_split(raw, "t10k", len(classes)), classes
+    return read_split(raw, "train", N_CLASSES), read_split(raw, "t10k", N_CLASSES), classes
+
+
+def label_help():
+    """--label's help: the class indices and names of both datasets."""
+    fashion = ", ".join(f"{i} {name}" for i, name in enumerate(class_names("fashion-mnist")))
+    return f"the class to draw, by index: the digit itself for mnist; for fashion-mnist {fashion}"
+
+
+def labels_to_sample(n, label, conditional, device):
+    """The classes that --sample asks for, and the grid's row length: n images of class `label`, or,
+    without --label, n of each class (a row each). None for an unconditional model."""
+    if not conditional:
+        if label is not None:
+            sys.exit("error: --label: this model was trained without --conditional, so it cannot be asked "
+                     "for a class; train one with --conditional")
+        return None, None
+    if label is not None:
+        return torch.full((n,), label, device=device), None
+    return torch.arange(N_CLASSES, device=device).repeat_interleave(n), n
 
 
 def log_bernoulli(x, p):
@@ -237,10 +262,14 @@ def load_checkpoint(path, script, args, fixed_options):
     """
     checkpoint = read_checkpoint(path, script, "--resume")
     for option in fixed_options:
-        if checkpoint["config"][option] != getattr(args, option):
+        trained, asked = checkpoint["config"].get(option, False), getattr(args, option)  # (older: unconditional)
+        if trained != asked:
             flag = "--" + option.replace("_", "-")
-            sys.exit(f"error: --resume: the checkpoint was trained with {flag} {checkpoint['config'][option]}, "
-                     f"not {getattr(args, option)}; {flag} cannot change when resuming")
+            if isinstance(asked, bool):
+                trained, asked = (f"{'with' if value else 'without'} {flag}" for value in (trained, asked))
+                sys.exit(f"error: --resume: the checkpoint was trained {trained}, so it cannot go on {asked}")
+            sys.exit(f"error: --resume: the checkpoint was trained with {flag} {trained}, not {asked}; "
+                     f"{flag} cannot change when resuming")
     if checkpoint["epoch"] >= args.epochs:
         sys.exit(f"error: --resume: the checkpoint has done {checkpoint['epoch']} epochs already; "
                  f"ask for more with --epochs")
@@ -337,6 +366,31 @@ def save_grid(images, path, nrow=None):
     with atomic_path(path) as tmp:
         save_image(images.detach().float().cpu(), tmp, nrow=nrow or math.ceil(math.sqrt(len(images))),
                    padding=2, pad_value=0.5)
+
+
+def plot_image_table(columns, column_names, row_names, title):
+    """Images in a table with named rows and columns; `columns` holds one image batch per column."""
+    grid = make_grid(torch.stack(columns, 1).flatten(0, 1), nrow=len(columns), padding=2, pad_value=1)
+    fig, ax = plt.subplots(figsize=(0.7 * len(columns) + 1.5, 0.7 * len(columns[0]) + 0.6))
+    ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([30 * i + 15 for i in range(len(columns))], column_names, rotation=45, ha="right")
+    ax.set_yticks([30 * i + 15 for i in range(len(row_names))], row_names)
+    ax.tick_params(length=0)
+    ax.set_title(title)
+    return fig
+
+
+@torch.no_grad()
+def plot_class_grid(generate, z, classes):
+    """A conditional model's class_grid.png: row c draws class c from each noise vector in z (one per column).
+
+    The same z in every row: each column is one style (slant, thickness, width) drawn as every class.
+    `generate(z, y)` is the model's decoder or generator.
+    """
+    y = torch.arange(len(classes), device=z.device)
+    columns = [generate(z_j.expand(len(classes), -1), y).cpu() for z_j in z]
+    return plot_image_table(columns, [f"z{j + 1}" for j in range(len(z))], classes,
+                            "Each row one class, each column one z: the same style in every row")
 
 
 def save_figure(fig, path):

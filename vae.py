@@ -10,6 +10,7 @@ The script follows the slides: settings, data, network, loss, training loop, vis
 import argparse
 import math
 import os
+import sys
 import time
 
 import matplotlib.pyplot as plt
@@ -51,7 +52,14 @@ def parse_args(argv=None):
                    help="go on from the checkpoint in --out-dir, up to --epochs epochs in all")
     p.add_argument("--sample", type=utils.positive(int), metavar="N",
                    help="do not train: decode N draws of z ~ N(0, I) with the model trained in --out-dir (its settings "
-                   "come from the checkpoint) into generated.png, and exit")
+                   "come from the checkpoint) into generated.png, and exit; a conditional model draws N of each "
+                   "class, a row each, or N of the class --label")
+    p.add_argument("--conditional", action="store_true",
+                   help="train the conditional VAE (Sohn et al., 2015): the encoder and the decoder are also given "
+                   "the class, so that z holds only the style, and a class can be asked for with --label")
+    p.add_argument("--label", type=int, choices=range(utils.N_CLASSES), metavar="K",
+                   help=f"with --conditional: {utils.label_help()}; drawn by --sample, and the one class "
+                   "latent_space.png shows (z = 2)")
     return utils.one_line_errors(p).parse_args(argv)
 
 
@@ -73,9 +81,9 @@ def compute_elbo(x, x_reconst, z_posterior, z_prior):
 def evaluate(vae, loader, z_prior):
     """-ELBO over the whole loader in nats per image, with its reconstruction and KL parts."""
     totals = 0
-    for x, _ in loader:
-        z_posterior = vae.encode(x)
-        x_reconst = vae.decode(z_posterior.rsample())
+    for x, y in loader:
+        z_posterior = vae.encode(x, y)
+        x_reconst = vae.decode(z_posterior.rsample(), y)
         elbo, log_likelihood, kl = compute_elbo(x, x_reconst, z_posterior, z_prior)
         totals = totals + torch.stack([-elbo, -log_likelihood, kl]) * len(x)
     return (totals / len(loader.images)).tolist()
@@ -90,12 +98,12 @@ def estimate_neg_log_likelihood(vae, loader, z_prior, k):
     (Burda et al., 2016) gives a bound that tightens as K grows; with K = 1 it is the ELBO.
     """
     total = 0
-    for x, _ in tqdm(loader, desc="importance sampling", leave=False, disable=None):
-        z_posterior = vae.encode(x)
+    for x, y in tqdm(loader, desc="importance sampling", leave=False, disable=None):
+        z_posterior = vae.encode(x, y)
         log_w = []
         for _ in range(k):
             z = z_posterior.sample()
-            log_w.append(utils.log_bernoulli(x, vae.decode(z)).flatten(1).sum(1)
+            log_w.append(utils.log_bernoulli(x, vae.decode(z, y)).flatten(1).sum(1)
                          + z_prior.log_prob(z).sum(1) - z_posterior.log_prob(z).sum(1))
         total = total + torch.logsumexp(torch.stack(log_w), 0).sum()  # log of the sum of the K weights
     return -(total.item() / len(loader.images) - math.log(k))  # log of their mean
@@ -108,23 +116,11 @@ def interleave_rows(top, bottom, nrow):
     return rows.flatten(0, 2)
 
 
-def plot_image_table(columns, column_names, row_names, title):
-    """Images in a table with named rows and columns; `columns` holds one image batch per column."""
-    grid = make_grid(torch.stack(columns, 1).flatten(0, 1), nrow=len(columns), padding=2, pad_value=1)
-    fig, ax = plt.subplots(figsize=(0.7 * len(columns) + 1.5, 0.7 * len(columns[0]) + 0.6))
-    ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
-    ax.set_xticks([30 * i + 15 for i in range(len(columns))], column_names, rotation=45, ha="right")
-    ax.set_yticks([30 * i + 15 for i in range(len(row_names))], row_names)
-    ax.tick_params(length=0)
-    ax.set_title(title)
-    return fig
-
-
 def plot_reconstruction_progress(originals, names, reconstructions):
     """The slide's figure: each row one test image, then its reconstruction after each epoch."""
     epochs = len(reconstructions)
     shown = sorted(set(torch.linspace(0, epochs - 1, min(epochs, 10)).round().long().tolist()))
-    return plot_image_table([originals] + [reconstructions[e] for e in shown],
+    return utils.plot_image_table([originals] + [reconstructions[e] for e in shown],
                             ["original"] + [f"epoch {e + 1}" for e in shown], names, "Reconstruction progress")
 
 
@@ -134,7 +130,7 @@ def plot_interpolation(vae, x_from, x_to, names_from, names_to, steps=11):
     z_from, z_to = vae.encode(x_from).mean, vae.encode(x_to).mean
     ts = torch.linspace(0, 1, steps).tolist()
     path = [vae.decode(torch.lerp(z_from, z_to, t)).cpu() for t in ts]  # (1 - t) z_from + t z_to
-    return plot_image_table([x_from.cpu()] + path + [x_to.cpu()],
+    return utils.plot_image_table([x_from.cpu()] + path + [x_to.cpu()],
                             ["from"] + [f"t = {t:.1f}" for t in ts] + ["to"],
                             [f"{a} → {b}" for a, b in zip(names_from, names_to)],
                             "Walking in a straight line through z")
@@ -159,28 +155,40 @@ def plot_loss(batch_losses, metrics):
 
 
 @torch.no_grad()
-def plot_latent_space(vae, device, n=20):
+def plot_latent_space(vae, device, classes, labels=(None,)):
     """The slide's "Learned z space": decode a grid of z laid on the prior's 5%-95% quantiles.
 
     Equal steps in probability rather than in z, so the grid spans where the prior puts its
-    mass and every row and column holds the same share of it.
+    mass and every row and column holds the same share of it. A conditional model gets one
+    panel for each class in `labels`: that class's plane of styles.
     """
+    n = 20 if len(labels) == 1 else 10  # images to a side
     z = dist.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
     z1, z2 = torch.meshgrid(z, z.flip(0), indexing="xy")  # z2 grows upwards, as on a plot
-    images = vae.decode(torch.stack([z1, z2], -1).view(-1, 2).to(device)).cpu()
-    fig, ax = plt.subplots(figsize=(8, 8))
-    ax.imshow(make_grid(images, nrow=n, padding=0)[0].numpy(), cmap="gray", extent=[0, n, 0, n])
-    ticks = [0, n // 4, n // 2, 3 * n // 4, n - 1]
-    ax.set_xticks([t + 0.5 for t in ticks], [f"{z[t]:.2f}" for t in ticks])
-    ax.set_yticks([t + 0.5 for t in ticks], [f"{z[t]:.2f}" for t in ticks])
-    ax.set(xlabel="$z_1$", ylabel="$z_2$", title="Learned z space")
+    grid_z = torch.stack([z1, z2], -1).view(-1, 2).to(device)
+    columns = min(len(labels), 5)
+    rows = -(-len(labels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(8, 8) if len(labels) == 1 else (3.2 * columns, 3.4 * rows),
+                             squeeze=False)
+    for ax, label in zip(axes.flat, labels):
+        y = None if label is None else torch.full((n * n,), label, device=device)
+        images = vae.decode(grid_z, y).cpu()
+        ax.imshow(make_grid(images, nrow=n, padding=0)[0].numpy(), cmap="gray", extent=[0, n, 0, n])
+        ticks = [0, n // 4, n // 2, 3 * n // 4, n - 1]
+        ax.set_xticks([t + 0.5 for t in ticks], [f"{z[t]:.1f}" for t in ticks])
+        ax.set_yticks([t + 0.5 for t in ticks], [f"{z[t]:.1f}" for t in ticks])
+        ax.set(xlabel="$z_1$", ylabel="$z_2$",
+               title="Learned z space" if label is None else f"Learned z space of {classes[label]}")
     return fig
 
 
 @torch.no_grad()
 def plot_latent_scatter(vae, loader, classes):
-    """Where the encoder puts each test image: the posterior mean, coloured by its class."""
-    mus, labels = zip(*[(vae.encode(x).mean.cpu(), y.cpu()) for x, y in loader])
+    """Where the encoder puts each test image: the posterior mean, coloured by its class.
+
+    A conditional encoder is given the class, so z need not tell the classes apart: they overlap.
+    """
+    mus, labels = zip(*[(vae.encode(x, y).mean.cpu(), y.cpu()) for x, y in loader])
     mu, label = torch.cat(mus), torch.cat(labels)
     fig, ax = plt.subplots(figsize=(7, 6))
     for c in label.unique().tolist():
@@ -193,15 +201,17 @@ def plot_latent_scatter(vae, loader, classes):
 
 
 @torch.no_grad()
-def sample(checkpoint_path, n, device):
+def sample(checkpoint_path, n, label, device):
     """--sample: rebuild the trained VAE from its checkpoint and decode n draws of z ~ N(0, I)."""
     checkpoint = utils.read_checkpoint(checkpoint_path, "vae.py", "--sample")
     config = checkpoint["config"]
-    vae = VAE(utils.X_SHAPE, config["z_dim"], config["hidden_dim"]).to(device)
+    conditional = config.get("conditional", False)
+    y, nrow = utils.labels_to_sample(n, label, conditional, device)
+    vae = VAE(utils.X_SHAPE, config["z_dim"], config["hidden_dim"], utils.N_CLASSES * conditional).to(device)
     vae.load_state_dict(checkpoint["model"])
     path = os.path.join(os.path.dirname(checkpoint_path), "generated.png")
     utils.prepare_out_dir(os.path.dirname(path))
-    utils.save_grid(vae.decode(torch.randn(n, vae.z_dim, device=device)), path)
+    utils.save_grid(vae.decode(torch.randn(n if y is None else len(y), vae.z_dim, device=device), y), path, nrow)
     print(f"{n} images from the {config['dataset']} VAE (z = {vae.z_dim}) after epoch {checkpoint['epoch']}: "
           f"{os.path.abspath(path)}")
 
@@ -213,8 +223,11 @@ def main(argv=None):
     utils.seed_everything(args.seed)
     checkpoint_path = os.path.join(args.out_dir, "vae.pt")
     if args.sample:
-        return sample(checkpoint_path, args.sample, device)
-    checkpoint = (utils.load_checkpoint(checkpoint_path, "vae.py", args, ["dataset", "z_dim", "hidden_dim"])
+        return sample(checkpoint_path, args.sample, args.label, device)
+    if args.label is not None and not args.conditional:
+        sys.exit("error: --label goes with --conditional (or with --sample, to ask a conditional model for a class)")
+    checkpoint = (utils.load_checkpoint(checkpoint_path, "vae.py", args,
+                                        ["dataset", "z_dim", "hidden_dim", "conditional"])
                   if args.resume else None)
 
     # ------------------------------------------------------------------------- data
@@ -224,16 +237,22 @@ def main(argv=None):
     test_loader = utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False)
 
     # ------------------------------------------------------------------------- network
-    vae = VAE(utils.X_SHAPE, args.z_dim, args.hidden_dim).to(device)
+    # --conditional: the encoder and the decoder also get the class, as a one-hot vector (see models.py).
+    vae = VAE(utils.X_SHAPE, args.z_dim, args.hidden_dim, n_classes=utils.N_CLASSES * args.conditional).to(device)
     # fused: one kernel updates every parameter, instead of about ten passes over each.
     optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr, fused=True)
     z_prior = dist.Normal(torch.zeros(args.z_dim, device=device), torch.ones(args.z_dim, device=device))
 
     # Fixed inputs for the pictures, so that every epoch shows the same digits and noise.
-    shown_x = test_loader.images[:32].unsqueeze(1).float() / 255
+    shown_x, shown_y = test_loader.images[:32].unsqueeze(1).float() / 255, test_loader.labels[:32]
     first_of_each = [test_labels.tolist().index(c) for c in range(len(classes))]
     progress_x = test_loader.images[first_of_each].unsqueeze(1).float() / 255
-    sample_z = torch.randn(64, args.z_dim, device=device)
+    progress_y = test_loader.labels[first_of_each]
+    if args.conditional:  # 8 draws of z, each decoded as every class: a row per class
+        sample_z = torch.randn(8, args.z_dim, device=device).repeat(len(classes), 1)
+        sample_y = torch.arange(len(classes), device=device).repeat_interleave(8)
+    else:
+        sample_z, sample_y = torch.randn(64, args.z_dim, device=device), None
 
     # What the figures need from earlier epochs; with --resume, it comes from the checkpoint.
     metrics, batch_losses, progress = [], [], []
@@ -261,10 +280,10 @@ def main(argv=None):
             epoch_losses = []
             # disable=None: a bar in a terminal only; a log file gets just the line per epoch below.
             bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, disable=None)
-            for i, (x, _) in enumerate(bar):
-                z_dist = vae.encode(x)
+            for i, (x, y) in enumerate(bar):  # y, the class labels, are used only with --conditional
+                z_dist = vae.encode(x, y)
                 z = z_dist.rsample()  # reparameterised, so the gradient flows through the sample
-                x_reconst = vae.decode(z)
+                x_reconst = vae.decode(z, y)
 
                 elbo, _, _ = compute_elbo(x, x_reconst, z_dist, z_prior)
                 loss = -elbo
@@ -288,10 +307,11 @@ def main(argv=None):
             # --------------------------------------------------------------------- visualisation, per epoch
             with torch.no_grad():
                 test_neg_elbo, test_reconst, test_kl = evaluate(vae, test_loader, z_prior)
-                utils.save_grid(interleave_rows(shown_x, vae.decode(vae.encode(shown_x).mean), 8),
+                utils.save_grid(interleave_rows(shown_x, vae.decode(vae.encode(shown_x, shown_y).mean, shown_y), 8),
                                 os.path.join(args.out_dir, f"reconstruction_{epoch:02d}.png"), nrow=8)
-                utils.save_grid(vae.decode(sample_z), os.path.join(args.out_dir, f"samples_{epoch:02d}.png"))
-                progress.append(vae.decode(vae.encode(progress_x).mean).cpu())
+                utils.save_grid(vae.decode(sample_z, sample_y), os.path.join(args.out_dir, f"samples_{epoch:02d}.png"),
+                                nrow=8)
+                progress.append(vae.decode(vae.encode(progress_x, progress_y).mean, progress_y).cpu())
             seconds = time.perf_counter() - start
             metrics.append({"epoch": epoch, "train_neg_elbo": total.item() / len(loader.images),
                             "test_neg_elbo": test_neg_elbo, "test_reconstruction": test_reconst,
@@ -310,12 +330,17 @@ def main(argv=None):
                       os.path.join(args.out_dir, "reconstruction_progress.png"))
     utils.save_figure(plot_loss(torch.stack(batch_losses).cpu(), metrics),
                       os.path.join(args.out_dir, "loss.png"))
-    # Each class's first test image, to the next class's: 0 to 1, 1 to 2, ..., 9 to 0.
-    next_classes = classes[1:] + classes[:1]
-    utils.save_figure(plot_interpolation(vae, progress_x, progress_x.roll(-1, 0), classes, next_classes),
-                      os.path.join(args.out_dir, "interpolation.png"))
+    if args.conditional:
+        utils.save_figure(utils.plot_class_grid(vae.decode, sample_z[:8], classes),
+                          os.path.join(args.out_dir, "class_grid.png"))
+    else:  # each class's first test image, to the next class's: 0 to 1, 1 to 2, ..., 9 to 0
+        next_classes = classes[1:] + classes[:1]
+        utils.save_figure(plot_interpolation(vae, progress_x, progress_x.roll(-1, 0), classes, next_classes),
+                          os.path.join(args.out_dir, "interpolation.png"))
     if args.z_dim == 2:
-        utils.save_figure(plot_latent_space(vae, device), os.path.join(args.out_dir, "latent_space.png"))
+        labels = [args.label] if args.label is not None else range(len(classes)) if args.conditional else [None]
+        utils.save_figure(plot_latent_space(vae, device, classes, labels),
+                          os.path.join(args.out_dir, "latent_space.png"))
         utils.save_figure(plot_latent_scatter(vae, test_loader, classes),
                           os.path.join(args.out_dir, "latent_scatter.png"))
     if ctrl_c.pressed:
@@ -323,7 +348,7 @@ def main(argv=None):
     print(f"final test -ELBO {metrics[-1]['test_neg_elbo']:.1f} nats per image")
     if args.iw_samples:
         neg_log_likelihood = estimate_neg_log_likelihood(vae, test_loader, z_prior, args.iw_samples)
-        print(f"final test -log p(x) <= {neg_log_likelihood:.1f} nats per image "
+        print(f"final test -log p(x{'|y' if args.conditional else ''}) <= {neg_log_likelihood:.1f} nats per image "
               f"(importance-weighted bound, K = {args.iw_samples} samples per image)")
     print(f"results in {os.path.abspath(args.out_dir)}")
 

@@ -20,6 +20,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # import models, utils, vae and gan from the repository root
+import digits  # noqa: E402  (tests/digits.py, which imports utils)
+import utils  # noqa: E402
 
 # The real MNIST and Fashion-MNIST, kept beside the repository on the machines that develop and test it.
 REAL_DATA = ROOT.parent / "shared" / "data"
@@ -145,3 +147,13 @@ def help_of(script):
         module.main(["--help"])
     assert stop.value.code == 0
     return " ".join(stdout.getvalue().split())
+
+
+@pytest.fixture(scope="session")
+def digit_classifier():
+    """(classifier, the 10,000 real test digits as (N, 1, 28, 28) floats, their labels), for the slow tests.
+
+    The classifier is trained once a session, on the real MNIST: about 70 s on 2 cores.
+    """
+    _, (images, labels), _ = utils.load_dataset("mnist", REAL_DATA)
+    return digits.train_digit_classifier(REAL_DATA), images.unsqueeze(1).float() / 255, labels

@@ -1,10 +1,12 @@
-"""The README's gallery: every picture it shows is in assets/, opens, and the folder stays small."""
+"""The README and docs/results.md: every picture and link resolves, the gallery stays small, the README short."""
 import re
 
+import pytest
 from conftest import ROOT
 from PIL import Image
 
 ASSETS = ROOT / "assets"
+PAGES = [ROOT / "README.md", ROOT / "docs" / "results.md"]
 
 
 def pictures_in_readme():
@@ -23,3 +25,16 @@ def test_assets_hold_only_the_pictures_shown_and_under_300_kb():
     files = sorted(p.name for p in ASSETS.iterdir())
     assert files == sorted(path.split("/", 1)[1] for path in set(pictures_in_readme()))
     assert sum(p.stat().st_size for p in ASSETS.iterdir()) < 300_000
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_relative_link_and_picture_resolves(page):
+    targets = re.findall(r"\]\(([^)\s]+)\)", page.read_text())
+    relative = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+    assert relative
+    for target in relative:
+        assert (page.parent / target).exists(), f"{page.name} links to {target}, which is not there"
+
+
+def test_the_readme_reads_in_five_minutes():
+    assert len((ROOT / "README.md").read_bytes()) <= 10_000

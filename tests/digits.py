@@ -1,0 +1,74 @@
+"""A small digit classifier, and the quality report of generated digits that the slow tests judge by.
+
+The report, for a batch of generated images (10,000 in the tests):
+- shares: the fraction the classifier assigns to each digit (all near 10%: no mode collapse);
+- inception_score: exp E[KL(p(y|x) || p(y))], high when each image is clearly one digit and all
+  digits occur (at most 10; the real test digits score about 9.7);
+- confidence: the classifier's mean probability of its chosen digit (real digits: about 0.99);
+- frechet_distance: between Gaussians fitted to the classifier's penultimate-layer features of the
+  generated images and of the 10,000 real test images (0 for identical statistics; lower is better).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import utils
+
+
+def train_digit_classifier(data_dir):
+    """A small convolutional network, trained for 4 epochs: 99% right on MNIST's test set.
+
+    Four epochs, not two: the real test digits then score an Inception Score of 9.7 (two epochs:
+    9.4), and generated 8s are no longer misread (two epochs put them at 6.5%, four at 9%).
+    """
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    (images, labels), _, _ = utils.load_dataset("mnist", data_dir)
+    loader = utils.BatchLoader(images, labels, 128, torch.device("cpu"))
+    for _ in range(4):
+        for x, y in loader:
+            loss = F.cross_entropy(net(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def features_and_probabilities(net, images):
+    """The penultimate layer's 128 features and the 10 class probabilities of each image in [0, 1]."""
+    features = torch.cat([net[:-1](x) for x in images.float().split(1000)])
+    return features.double(), F.softmax(net[-1](features), 1).double()
+
+
+def frechet_distance(a, b):
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) between Gaussians fitted to two sets of features."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = torch.cov(a.T), torch.cov(b.T)
+    values, vectors = torch.linalg.eigh(s_a)
+    root_a = vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
+    # Tr (S_a S_b)^1/2 = Tr (S_a^1/2 S_b S_a^1/2)^1/2, whose matrix is symmetric.
+    trace_root = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp(min=0).sqrt().sum()
+    return ((mu_a - mu_b).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * trace_root).item()
+
+
+def quality_report(net, samples, real_images):
+    """The report above for `samples` (N, 1, 28, 28) in [0, 1]; `real_images` the same, of real digits."""
+    features, p = features_and_probabilities(net, samples)
+    real_features, _ = features_and_probabilities(net, real_images)
+    p_y = p.mean(0)
+    kl = (p * (p.clamp(min=1e-12).log() - p_y.clamp(min=1e-12).log())).sum(1)
+    return {"shares": (torch.bincount(p.argmax(1), minlength=10) / len(p)).tolist(),
+            "inception_score": kl.mean().exp().item(),
+            "confidence": p.max(1).values.mean().item(),
+            "frechet_distance": frechet_distance(features, real_features)}
+
+
+def describe(report):
+    """The report in one line."""
+    shares = " ".join(f"{100 * s:.1f}" for s in report["shares"])
+    return (f"digits 0-9 (%): {shares}; IS {report['inception_score']:.2f}; "
+            f"confidence {report['confidence']:.3f}; FD {report['frechet_distance']:.1f}")

@@ -1,0 +1,219 @@
+"""--conditional: the class-conditional VAE and GAN, on tiny data; their class shares on the real MNIST (slow)."""
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import CHECKPOINT, REAL_DATA, SCRIPTS, TINY, error_of, grey_pixels, needs_real_mnist, run
+from PIL import Image
+from torch import nn
+
+import utils
+from models import D, G, VAE
+
+X_SHAPE = (1, 28, 28)
+
+
+# ----------------------------------------------------------------------------- the networks
+def test_conditional_networks_take_a_label_and_keep_their_output_shapes():
+    x, z, y = torch.rand(6, *X_SHAPE), torch.randn(6, 3), torch.tensor([0, 1, 2, 7, 8, 9])
+    vae = VAE(X_SHAPE, z_dim=3, hidden_dim=32, n_classes=10)
+    assert vae.encode(x, y).mean.shape == (6, 3) and vae.decode(z, y).shape == (6, *X_SHAPE)
+    g, d = G(3, X_SHAPE, 32, n_classes=10), D(X_SHAPE, 32, n_classes=10)
+    assert g(z, y).shape == (6, *X_SHAPE) and d(x, y).shape == (6,)
+    for call in [lambda: vae.encode(x), lambda: vae.decode(z), lambda: g(z), lambda: d(x)]:
+        with pytest.raises(ValueError, match="pass the class labels y"):
+            call()
+
+
+def test_the_label_enters_each_network_as_a_one_hot_vector_after_its_input():
+    torch.manual_seed(0)
+    x, z, y = torch.rand(4, *X_SHAPE), torch.randn(4, 3), torch.tensor([3, 0, 9, 3])
+    one_hot = torch.zeros(4, 10)
+    one_hot[range(4), y] = 1
+    vae = VAE(X_SHAPE, z_dim=3, hidden_dim=32, n_classes=10)
+    g, d = G(3, X_SHAPE, 32, n_classes=10), D(X_SHAPE, 32, n_classes=10)
+    first_layers = [vae.encoder[0], vae.decoder[0], g.net[0], d.net[0]]
+    assert [layer.in_features for layer in first_layers] == [784 + 10, 3 + 10, 3 + 10, 784 + 10]
+    assert torch.allclose(vae.encode(x, y).mean, vae.mu_net(vae.encoder(torch.cat([x.flatten(1), one_hot], 1))))
+    assert torch.allclose(vae.decode(z, y).flatten(1), vae.decoder(torch.cat([z, one_hot], 1)))
+    assert torch.allclose(g(z, y).flatten(1), g.net(torch.cat([z, one_hot], 1)))
+    assert torch.allclose(d(x, y), d.net(torch.cat([x.flatten(1), one_hot], 1)).squeeze(1))
+    assert not torch.allclose(g(z, y), g(z, (y + 1) % 10))  # the class changes the image
+
+
+def test_unconditional_networks_are_the_slides_own_and_ignore_a_label():
+    torch.manual_seed(0)
+    vae, g, d = VAE(X_SHAPE, 2), G(10, X_SHAPE), D(X_SHAPE)
+    torch.manual_seed(0)  # the slides' layers, built in the same order, draw the same initial weights
+    slides = [nn.Sequential(nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 500), nn.ReLU(), nn.Linear(500, 500)),
+              nn.Linear(500, 2), nn.Linear(500, 2),
+              nn.Sequential(nn.Linear(2, 500), nn.ReLU(), nn.Linear(500, 500), nn.ReLU(), nn.Linear(500, 784)),
+              nn.Sequential(nn.Linear(10, 500), nn.ReLU(), nn.Linear(500, 500), nn.ReLU(), nn.Linear(500, 784)),
+              nn.Sequential(nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 500), nn.ReLU(), nn.Linear(500, 1))]
+    ours = [p for net in (vae, g, d) for p in net.parameters()]
+    theirs = [p for net in slides for p in net.parameters()]
+    assert len(ours) == len(theirs) and all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert [name for name, _ in vae.named_parameters()] == [
+        "encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias", "encoder.4.weight",
+        "encoder.4.bias", "mu_net.0.weight", "mu_net.0.bias", "sigma_net.0.weight", "sigma_net.0.bias",
+        "decoder.0.weight", "decoder.0.bias", "decoder.2.weight", "decoder.2.bias", "decoder.4.weight",
+        "decoder.4.bias"]
+    assert [name for name, _ in g.named_parameters()] == [name for name, _ in d.named_parameters()] == [
+        "net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.4.weight", "net.4.bias"]
+    z, y = torch.randn(3, 10), torch.tensor([1, 2, 3])
+    assert torch.equal(g(z, y), g(z))
+
+
+# ----------------------------------------------------------------------------- the scripts
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory, tiny_mnist):
+    """script -> the --out-dir of one tiny conditional epoch at z = 2."""
+    out = tmp_path_factory.mktemp("conditional")
+    for script in SCRIPTS:
+        run(script, "--data-dir", tiny_mnist, "--out-dir", out / script, *TINY, "--conditional", "--z-dim", 2)
+    return {script: out / script for script in SCRIPTS}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_conditional_run_records_it_and_draws_a_class_grid(script, conditional):
+    checkpoint = torch.load(conditional[script] / CHECKPOINT[script], weights_only=True)
+    assert checkpoint["config"]["conditional"] is True
+    with Image.open(conditional[script] / "class_grid.png") as image:
+        image.load()
+    # The per-epoch samples: 8 draws of z, each as every class, a row per class.
+    assert Image.open(conditional[script] / "samples_01.png").size == (8 * 30 + 2, 10 * 30 + 2)
+
+
+def test_the_conditional_vae_at_z_2_draws_a_style_plane_per_class_and_the_scatter(conditional):
+    for name in ["latent_space.png", "latent_scatter.png", "reconstruction_progress.png"]:
+        with Image.open(conditional["vae.py"] / name) as image:
+            image.load()
+    assert not (conditional["vae.py"] / "interpolation.png").exists()
+
+
+@torch.no_grad()
+def test_the_latent_space_of_a_conditional_vae_has_a_panel_per_class_asked_for():
+    import vae as script
+    model, classes = VAE(X_SHAPE, 2, 16, n_classes=10), utils.class_names("fashion-mnist")
+    figure = script.plot_latent_space(model, torch.device("cpu"), classes, range(10))
+    assert [ax.get_title() for ax in figure.axes] == [f"Learned z space of {name}" for name in classes]
+    figure = script.plot_latent_space(model, torch.device("cpu"), classes, [7])
+    assert [ax.get_title() for ax in figure.axes] == ["Learned z space of Sneaker"]
+
+
+def test_the_class_grid_has_a_row_per_class_named_and_the_same_noise_in_each_column():
+    classes = utils.class_names("fashion-mnist")
+    z = torch.rand(3, 1)
+
+    def generate(z, y):  # an image whose pixels tell the noise (top half) and the class (bottom half)
+        images = torch.zeros(len(z), *X_SHAPE)
+        images[:, :, :14] = z.view(-1, 1, 1, 1)
+        images[:, :, 14:] = y.view(-1, 1, 1, 1) / 10
+        return images
+
+    figure = utils.plot_class_grid(generate, z, classes)
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == classes
+    grid = torch.as_tensor(figure.axes[0].images[0].get_array())
+    for row in range(10):
+        for column in range(3):
+            cell = grid[2 + 30 * row:30 + 30 * row, 2 + 30 * column:30 + 30 * column]
+            assert torch.allclose(cell[:14], z[column].expand(14, 28)) and torch.allclose(cell[14:], torch.tensor(row / 10))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_sample_with_a_label_draws_that_class_and_without_one_a_row_per_class(script, conditional, tmp_path):
+    (tmp_path / CHECKPOINT[script]).write_bytes((conditional[script] / CHECKPOINT[script]).read_bytes())
+    sample = ["--out-dir", tmp_path, "--data-dir", tmp_path / "no-data", "--device", "cpu", "--sample"]
+    run(script, *sample, 6)
+    assert Image.open(tmp_path / "generated.png").size == (6 * 30 + 2, 10 * 30 + 2)
+
+    run(script, *sample, 4, "--label", 7)
+    checkpoint = torch.load(tmp_path / CHECKPOINT[script], weights_only=True)
+    config = checkpoint["config"]
+    torch.manual_seed(0)  # the sampling run's seed: it builds the network, then draws z
+    if script == "vae.py":
+        model = VAE(X_SHAPE, config["z_dim"], config["hidden_dim"], n_classes=10)
+        model.load_state_dict(checkpoint["model"])
+        generate = model.decode
+    else:
+        generate = G(config["z_dim"], X_SHAPE, config["hidden_dim"], n_classes=10)
+        generate.load_state_dict(checkpoint["g"])
+    with torch.no_grad():
+        expected = generate(torch.randn(4, config["z_dim"]), torch.full((4,), 7))
+    grid = grey_pixels(Image.open(tmp_path / "generated.png")).float() / 255
+    assert grid.shape == (62, 62)
+    for i in range(4):
+        cell = grid[2 + 30 * (i // 2):30 + 30 * (i // 2), 2 + 30 * (i % 2):30 + 30 * (i % 2)]
+        assert torch.allclose(cell, expected[i, 0], atol=1 / 255)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_label_errors_are_one_line(script, trained, conditional, tmp_path):
+    sample = ["--out-dir", trained[script], "--data-dir", tmp_path, "--device", "cpu", "--sample", 4]
+    assert "--label" in error_of(script, *sample, "--label", 10, status=2)
+    assert "--label" in error_of(script, *sample, "--label", "seven", status=2)
+    message = error_of(script, *sample, "--label", 3)  # an unconditional model
+    assert "--label" in message and "without --conditional" in message
+    assert not (trained[script] / "generated.png").exists()
+    message = error_of(script, "--data-dir", tmp_path, "--out-dir", tmp_path / "out", "--label", 3)
+    assert message.startswith("error: --label goes with")
+
+
+def test_help_lists_the_class_names():
+    from conftest import help_of
+    for script in SCRIPTS:
+        text = help_of(script)
+        assert "--conditional" in text and "--label" in text and "9 Ankle boot" in text
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resume_refuses_to_turn_conditional_on_or_off(script, tiny_mnist, trained, conditional, tmp_path):
+    for source, flag, says in [(trained, ["--conditional"], "trained without --conditional, so it cannot go on with"),
+                               (conditional, [], "trained with --conditional, so it cannot go on without")]:
+        (tmp_path / CHECKPOINT[script]).write_bytes((source[script] / CHECKPOINT[script]).read_bytes())
+        z_dim = torch.load(tmp_path / CHECKPOINT[script], weights_only=True)["config"]["z_dim"]
+        message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--epochs", 2,
+                           "--z-dim", z_dim, "--resume", *flag)
+        assert says in message
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_a_conditional_gan_resumes_bit_for_bit(dataset, tiny_mnist, tmp_path):
+    tiny = ["--data-dir", tiny_mnist, "--batch-size", 50, "--device", "cpu", "--conditional", "--dataset", dataset]
+    run("gan.py", *tiny, "--out-dir", tmp_path / "straight", "--epochs", 2)
+    run("gan.py", *tiny, "--out-dir", tmp_path / "resumed", "--epochs", 1)
+    run("gan.py", *tiny, "--out-dir", tmp_path / "resumed", "--epochs", 2, "--resume")
+    straight, resumed = (torch.load(tmp_path / name / "gan.pt", weights_only=True) for name in ["straight", "resumed"])
+    for key in ["g", "g_raw", "d"]:
+        assert all(torch.equal(straight[key][k], resumed[key][k]) for k in straight[key])
+
+
+# ----------------------------------------------------------------------------- real data (slow)
+@torch.no_grad()
+def share_of_the_class_asked_for(net, generate, z_dim, n=1000):
+    """For each digit, the share of n images drawn for it that the classifier reads as that digit."""
+    torch.manual_seed(1234)
+    shares = []
+    for digit in range(10):
+        images = generate(torch.randn(n, z_dim), torch.full((n,), digit))
+        shares.append((net(images).argmax(1) == digit).double().mean().item())
+    return shares
+
+
+@pytest.mark.slow
+@needs_real_mnist
+@pytest.mark.parametrize("script,options", [("vae.py", ["--z-dim", 20]), ("gan.py", [])])
+def test_a_conditional_model_draws_the_digit_asked_for(script, options, digit_classifier, tmp_path):
+    net, _, _ = digit_classifier
+    run(script, "--data-dir", REAL_DATA, "--out-dir", tmp_path, "--device", "cpu", "--conditional", *options)
+    checkpoint = torch.load(tmp_path / CHECKPOINT[script], weights_only=True)
+    config = checkpoint["config"]
+    if script == "vae.py":
+        model = VAE(X_SHAPE, config["z_dim"], config["hidden_dim"], n_classes=10)
+        model.load_state_dict(checkpoint["model"])
+        generate = model.decode
+    else:
+        generate = G(config["z_dim"], X_SHAPE, config["hidden_dim"], n_classes=10)
+        generate.load_state_dict(checkpoint["g"])
+    shares = share_of_the_class_asked_for(net, generate, config["z_dim"])
+    # Measured (docs/results.md): SHARES
+    assert sum(shares) / 10 >= 0.95 and min(shares) >= 0.85, shares
