@@ -1,9 +1,10 @@
 """Train the slides' generative adversarial network (GAN) on MNIST and draw what G learned.
 
-    python gan.py                      # every digit, in about equal shares
-    python gan.py --d-hidden-dim 500   # the slides' setting: mostly 1s
-    python gan.py --sample 64          # 64 new images from the G trained above
-    python gan.py --help               # every option
+    python gan.py                                 # every digit, in about equal shares
+    python gan.py --r1-gamma 0 --ema-decay 0      # the slides' exact setting: mostly 1s
+    python gan.py --sample 64                     # 64 new images from the G trained above
+    python gan.py --conditional                   # G and D are also given the class
+    python gan.py --help                          # every option
 
 The script follows the slides: settings, data, networks, training loop, visualisation.
 """
@@ -35,17 +36,15 @@ def parse_args(argv=None):
     p.add_argument("--z-dim", type=utils.positive(int), default=10,
                    help="size of the noise z that G turns into an image")
     p.add_argument("--hidden-dim", type=utils.positive(int), default=500, help="units in each hidden layer of G")
-    p.add_argument("--d-hidden-dim", type=utils.positive(int), default=64,
-                   help="units in each hidden layer of D; the slides' 500 lets D overpower G, which then "
-                   "draws mostly 1s (pass 500 for the slides' setting)")
+    p.add_argument("--d-hidden-dim", type=utils.positive(int), default=500, help="units in each hidden layer of D")
     p.add_argument("--batch-size", type=utils.positive(int), default=200,
                    help="real (and as many fake) images per training step")
     p.add_argument("--epochs", type=utils.positive(int), default=30,
                    help="passes over the 60,000 training images (in all, when resuming)")
     p.add_argument("--lr", type=utils.positive(float), default=1e-3, help="Adam's learning rate, for G and D")
-    p.add_argument("--r1-gamma", type=utils.positive(float, zero_ok=True), default=0.0, metavar="GAMMA",
-                   help="weight of the R1 penalty on D's slope at real images, which keeps D from overpowering G; "
-                   "0 turns it off (the slides)")
+    p.add_argument("--r1-gamma", type=utils.positive(float, zero_ok=True), default=1.0, metavar="GAMMA",
+                   help="weight of the R1 penalty on D's slope at real images, which keeps D from overpowering G "
+                   "(without it, G collapses onto a few digits, mostly 1s); 0 turns it off, as on the slides")
     p.add_argument("--ema-decay", type=utils.positive(float, zero_ok=True), default=0.999, metavar="DECAY",
                    help="the pictures, --sample and the checkpoint's 'g' use a moving average of G's weights that "
                    "moves 1 - DECAY of the way to G after each step; 0 turns averaging off (the slides)")
