@@ -235,7 +235,7 @@ def main(argv=None):
             rows = []  # per batch: D's losses on real and fake, G's loss, D(x), D(G(z)); times the batch size
             # disable=None: a bar in a terminal only; a log file gets just the line per epoch below.
             bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, disable=None)
-            # labels: the classes of the real images, used only with --conditional (y is real or fake)
+            # labels: the classes of the real images, used only with --conditional (the slides' y says real or fake)
             for i, (real_x, labels) in enumerate(bar):
                 d.zero_grad()
 
