@@ -87,7 +87,8 @@ def r1_penalty(d, real_x, labels=None):
     sharp that G's gradient stops pointing anywhere useful (the slides' collapse onto a few digits).
     """
     real_x = real_x.detach().requires_grad_(True)
-    grad, = torch.autograd.grad(d.logit(real_x, labels).sum(), real_x, create_graph=True)  # create_graph: to train on it
+    # create_graph: the penalty is itself trained on, so its gradient needs a graph of its own
+    grad, = torch.autograd.grad(d.logit(real_x, labels).sum(), real_x, create_graph=True)
     return grad.pow(2).flatten(1).sum(1).mean()
 
 
@@ -205,7 +206,8 @@ def main(argv=None):
         fixed_z, fixed_labels = torch.randn(64, args.z_dim, device=device), None
 
     def save_checkpoint(epoch):
-        utils.save_checkpoint({"script": "gan.py", "g": g_ema.state_dict(), "g_raw": g.state_dict(), "d": d.state_dict(),
+        utils.save_checkpoint({"script": "gan.py", "g": g_ema.state_dict(), "g_raw": g.state_dict(),
+                               "d": d.state_dict(),
                                "g_optimizer": g_optimizer.state_dict(), "d_optimizer": d_optimizer.state_dict(),
                                "config": vars(args), "epoch": epoch, "rng": utils.rng_state(),
                                "metrics": metrics, "grids": grids}, checkpoint_path)
@@ -213,7 +215,8 @@ def main(argv=None):
     # What the figures need from earlier epochs; with --resume, it comes from the checkpoint.
     if checkpoint:
         if "g_raw" not in checkpoint:
-            sys.exit(f"error: --resume: {checkpoint_path} was written by an older gan.py; train afresh without --resume")
+            sys.exit(f"error: --resume: {checkpoint_path} was written by an older gan.py; "
+                     f"train afresh without --resume")
         g.load_state_dict(checkpoint["g_raw"])
         g_ema.load_state_dict(checkpoint["g"])
         d.load_state_dict(checkpoint["d"])
@@ -224,7 +227,8 @@ def main(argv=None):
     else:
         metrics = []
         with torch.no_grad():
-            grids = [g_ema(fixed_z, fixed_labels).cpu()]  # grids[epoch]: the samples after that epoch, 0 before training
+            # grids[epoch]: the samples after that epoch, 0 before training
+            grids = [g_ema(fixed_z, fixed_labels).cpu()]
         utils.save_grid(grids[0], os.path.join(args.out_dir, "samples_00.png"), nrow=8)
         save_checkpoint(0)  # so that even a run stopped in its first epoch can be resumed
 

@@ -21,7 +21,10 @@ MIN_SCALE = 1e-6
 
 
 def with_label(input, y, n_classes):
-    """`input` (N, features) with the one-hot vector of each class index in `y` (N,) appended; unchanged if n_classes is 0."""
+    """`input` (N, features) with the one-hot vector of each class index in `y` (N,) appended.
+
+    Unchanged when n_classes is 0: an unconditional network ignores y.
+    """
     if not n_classes:
         return input
     if y is None:

@@ -41,7 +41,7 @@ OFFLINE_ENV = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": 
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: trains on the real MNIST for minutes; run with `python -m pytest -m slow`")
+    config.addinivalue_line("markers", "slow: trains on the real MNIST for minutes; `python -m pytest -m slow`")
     if not config.option.markexpr:  # a plain `python -m pytest` leaves the slow tests out
         config.option.markexpr = "not slow"
 

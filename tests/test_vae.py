@@ -173,7 +173,8 @@ def test_the_same_seed_gives_the_same_checkpoint(tiny_mnist, tmp_path):
 def test_help_explains_every_option():
     out = help_of("vae.py")
     for option in ["--z-dim", "--hidden-dim", "--batch-size", "--lr", "--epochs", "--iw-samples", "--seed",
-                   "--dataset", "--data-dir", "--out-dir", "--device", "--resume", "--sample", "--conditional", "--label"]:
+                   "--dataset", "--data-dir", "--out-dir", "--device", "--resume", "--sample", "--conditional",
+                   "--label"]:
         assert option in out
     assert "(default: 2)" in out and "(default: outputs/vae)" in out
 
