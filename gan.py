@@ -198,12 +198,7 @@ def main(argv=None):
     g_optimizer = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
     d_optimizer = torch.optim.Adam(d.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
 
-    # The same noise in every picture; a conditional G draws 8 of them as every class, a row per class.
-    if args.conditional:
-        fixed_z = torch.randn(8, args.z_dim, device=device).repeat(len(classes), 1)
-        fixed_labels = torch.arange(len(classes), device=device).repeat_interleave(8)
-    else:
-        fixed_z, fixed_labels = torch.randn(64, args.z_dim, device=device), None
+    fixed_z, fixed_labels = utils.noise_for_pictures(args.z_dim, args.conditional, device)  # the same in every picture
 
     def save_checkpoint(epoch):
         utils.save_checkpoint({"script": "gan.py", "g": g_ema.state_dict(), "g_raw": g.state_dict(),

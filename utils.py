@@ -108,22 +108,22 @@ def read_idx(path, item_shape):
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(n, *item_shape)
 
 
-def read_split(raw, prefix, n_classes):
+def read_split(raw, prefix):
     """One split's (images (N, 28, 28), labels (N,) as int64) from raw/, checked against each other."""
     images_path = os.path.join(raw, f"{prefix}-images-idx3-ubyte")
     labels_path = os.path.join(raw, f"{prefix}-labels-idx1-ubyte")
-    images, labels = read_idx(images_path, X_SHAPE[1:]), read_idx(labels_path, ())
+    images, labels = read_idx(images_path, X_SHAPE[1:]), read_idx(labels_path, ()).long()
     if len(images) != len(labels):
         sys.exit(f"error: {images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; "
                  f"the two files do not belong together: delete both and run again to download them")
-    counts = torch.bincount(labels.long(), minlength=n_classes)
-    if len(counts) > n_classes:
+    counts = torch.bincount(labels, minlength=N_CLASSES)
+    if len(counts) > N_CLASSES:
         sys.exit(f"error: {labels_path} holds the label {len(counts) - 1}, but the classes are 0 to "
-                 f"{n_classes - 1}; delete it and run again to download it")
+                 f"{N_CLASSES - 1}; delete it and run again to download it")
     if (counts == 0).any():  # the pictures show an image of every class
         sys.exit(f"error: {labels_path} holds no image of class {(counts == 0).nonzero()[0, 0].item()}; "
                  f"delete it and run again to download it")
-    return images, labels.long()
+    return images, labels
 
 
 def class_names(name):
@@ -152,7 +152,7 @@ def load_dataset(name, data_dir):
             sys.exit(f"error: {dataset.__name__} is not in {raw} and could not be downloaded ({reason}). "
                      f"Put the four raw files {', '.join(RAW_FILES)} there, or pass --data-dir "
                      f"with the folder that holds {dataset.__name__}/raw/")
-    return read_split(raw, "train", N_CLASSES), read_split(raw, "t10k", N_CLASSES), classes
+    return read_split(raw, "train"), read_split(raw, "t10k"), classes
 
 
 def label_help():
@@ -172,6 +172,16 @@ def labels_to_sample(n, label, conditional, device):
     if label is not None:
         return torch.full((n,), label, device=device), None
     return torch.arange(N_CLASSES, device=device).repeat_interleave(n), n
+
+
+def noise_for_pictures(z_dim, conditional, device):
+    """The fixed noise (and classes) that every epoch's samples are drawn from, so that the pictures
+    of successive epochs show the same draws: 64 of z, or for a conditional model 8 draws of z,
+    each drawn as every class, a row of 8 per class (classes None when unconditional)."""
+    if not conditional:
+        return torch.randn(64, z_dim, device=device), None
+    z = torch.randn(8, z_dim, device=device).repeat(N_CLASSES, 1)
+    return z, torch.arange(N_CLASSES, device=device).repeat_interleave(8)
 
 
 def log_bernoulli(x, p):

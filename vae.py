@@ -248,11 +248,7 @@ def main(argv=None):
     first_of_each = [test_labels.tolist().index(c) for c in range(len(classes))]
     progress_x = test_loader.images[first_of_each].unsqueeze(1).float() / 255
     progress_y = test_loader.labels[first_of_each]
-    if args.conditional:  # 8 draws of z, each decoded as every class: a row per class
-        sample_z = torch.randn(8, args.z_dim, device=device).repeat(len(classes), 1)
-        sample_y = torch.arange(len(classes), device=device).repeat_interleave(8)
-    else:
-        sample_z, sample_y = torch.randn(64, args.z_dim, device=device), None
+    sample_z, sample_y = utils.noise_for_pictures(args.z_dim, args.conditional, device)
 
     # What the figures need from earlier epochs; with --resume, it comes from the checkpoint.
     metrics, batch_losses, progress = [], [], []

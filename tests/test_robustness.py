@@ -71,44 +71,48 @@ def damage(raw, how):
     labels = torch.arange(100, dtype=torch.uint8) % 10
     if how == "truncated":
         train_images.write_bytes(train_images.read_bytes()[:5000])
-    elif how == "longer than its header says":
+        return [train_images]
+    if how == "longer than its header says":
         train_labels.write_bytes(train_labels.read_bytes() + b"\0" * 7)
-    elif how == "a web page":
+        return [train_labels]
+    if how == "a web page":
         train_images.write_bytes(b"<html>404 Not Found</html>" * 100)
-    elif how == "empty":
+        return [train_images]
+    if how == "empty":
         test_labels.write_bytes(b"")
-    elif how == "still gzip-compressed":
+        return [test_labels]
+    if how == "still gzip-compressed":
         train_images.write_bytes(b"\x1f\x8b\x08\x00" + bytes(100))
-    elif how == "not unsigned bytes":  # a valid IDX file of 32-bit integers (type 0x0C)
+        return [train_images]
+    if how == "not unsigned bytes":  # a valid IDX file of 32-bit integers (type 0x0C)
         write_idx(test_labels, labels, magic=0x0C01)
-    elif how == "labels in the images file":
+        return [test_labels]
+    if how == "labels in the images file":
         shutil.copy(train_labels, train_images)
-    elif how == "images in the labels file":
+        return [train_images]
+    if how == "images in the labels file":
         shutil.copy(test_images, test_labels)
-    elif how == "images of another size":
+        return [test_labels]
+    if how == "images of another size":
         write_idx(test_images, torch.zeros(100, 32, 32, dtype=torch.uint8))
-    elif how == "fewer labels than images":
+        return [test_images]
+    if how == "fewer labels than images":
         write_idx(test_labels, labels[:90])
         return [test_images, test_labels]
-    elif how == "the other split's labels":
+    if how == "the other split's labels":
         shutil.copy(train_labels, test_labels)  # 300 labels for 100 images
         return [test_images, test_labels]
-    elif how == "a label outside 0-9":
+    if how == "a label outside 0-9":
         write_idx(train_labels, torch.where(torch.arange(300) == 7, 10, torch.arange(300) % 10).byte())
         return [train_labels, "label 10"]
-    elif how == "a class with no image":
+    if how == "a class with no image":
         write_idx(test_labels, torch.where(labels == 9, 8, labels).byte())
         return [test_labels, "class 9"]
-    elif how == "a folder":
+    if how == "a folder":
         test_images.unlink()
         test_images.mkdir()
-    else:
-        raise ValueError(how)
-    damaged = {"truncated": train_images, "longer than its header says": train_labels, "a web page": train_images,
-               "empty": test_labels, "still gzip-compressed": train_images, "not unsigned bytes": test_labels,
-               "labels in the images file": train_images, "images in the labels file": test_labels,
-               "images of another size": test_images, "a folder": test_images}[how]
-    return [damaged]
+        return [test_images]
+    raise ValueError(how)
 
 
 DAMAGE = ["truncated", "longer than its header says", "a web page", "empty", "still gzip-compressed",
