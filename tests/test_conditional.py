@@ -195,13 +195,13 @@ def test_a_conditional_gan_resumes_bit_for_bit(dataset, tiny_mnist, tmp_path):
 
 # ----------------------------------------------------------------------------- real data (slow)
 @torch.no_grad()
-def share_of_the_class_asked_for(net, generate, z_dim, n=1000):
-    """For each digit, the share of n images drawn for it that the classifier reads as that digit."""
+def share_of_the_class_asked_for(nets, generate, z_dim, n=1000):
+    """For each digit, the share of n images drawn for it that the classifiers read as that digit (their mean)."""
     torch.manual_seed(1234)
     shares = []
     for digit in range(10):
         images = generate(torch.randn(n, z_dim), torch.full((n,), digit))
-        shares.append((net(images).argmax(1) == digit).double().mean().item())
+        shares.append(sum((net(images).argmax(1) == digit).double().mean().item() for net in nets) / len(nets))
     return shares
 
 
@@ -210,13 +210,13 @@ def share_of_the_class_asked_for(net, generate, z_dim, n=1000):
 # z = 20 needs 20 epochs: after 10, a draw of z from the prior still carries some class of its own, and
 # the VAE draws the digit asked for 93.7% of the time (8s: 87.5%); after 20, 97.0% (8s: 93.4%).
 @pytest.mark.parametrize("script,options", [("vae.py", ["--z-dim", 20, "--epochs", 20]), ("gan.py", [])])
-def test_a_conditional_model_draws_the_digit_asked_for(script, options, digit_classifier, tmp_path):
-    net, _, _ = digit_classifier
+def test_a_conditional_model_draws_the_digit_asked_for(script, options, digit_classifiers, tmp_path):
+    nets, _, _ = digit_classifiers
     run(script, "--data-dir", REAL_DATA, "--out-dir", tmp_path, "--device", "cpu", "--conditional", *options)
     checkpoint = torch.load(tmp_path / CHECKPOINT[script], weights_only=True)
     config = checkpoint["config"]
     generate = generator_of(script, checkpoint)
-    shares = share_of_the_class_asked_for(net, generate, config["z_dim"])
+    shares = share_of_the_class_asked_for(nets, generate, config["z_dim"])
     # Measured (docs/results.md), digits 0-9, %: VAE at z = 20, 20 epochs: 98.4 97.7 96.4 99.5 98.2 94.8 97.8
     # 97.3 93.4 96.6 (mean 97.0); GAN: 98.7 98.6 96.2 98.6 97.7 97.5 99.2 96.6 89.4 95.3 (mean 96.8).
     assert sum(shares) / 10 >= 0.95 and min(shares) >= 0.85, shares
