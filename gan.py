@@ -1,10 +1,10 @@
 """Train the slides' generative adversarial network (GAN) on MNIST and draw what G learned.
 
-    python gan.py                                 # every digit, in about equal shares
-    python gan.py --r1-gamma 0 --ema-decay 0      # the slides' exact setting: mostly 1s
-    python gan.py --sample 64                     # 64 new images from the G trained above
-    python gan.py --conditional                   # G and D are also given the class
-    python gan.py --help                          # every option
+    python gan.py                          # every digit, in about equal shares
+    python gan.py --sample 64              # 64 new images from the G trained above
+    python gan.py --conditional            # G and D are also given the class
+    python gan.py --help                   # every option
+    python gan.py --r1-gamma 0 --ema-decay 0 --betas 0.5 0.999    # the slides' exact setting: mostly 1s
 
 The script follows the slides: settings, data, networks, training loop, visualisation.
 """
@@ -29,6 +29,14 @@ from models import D, G
 R1_EVERY = 4  # the R1 penalty is computed every 4th D step ("lazy regularisation", Karras et al., 2020)
 
 
+def below_one(text):
+    """An argparse type: a number from 0 up to, but not including, 1 (a decay rate)."""
+    value = utils.positive(float, zero_ok=True)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 up to (not including) 1, not {text}")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train the slides' GAN on MNIST (or Fashion-MNIST); pictures, "
                                 "metrics and the trained networks land in --out-dir.",
@@ -42,10 +50,14 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=utils.positive(int), default=30,
                    help="passes over the 60,000 training images (in all, when resuming)")
     p.add_argument("--lr", type=utils.positive(float), default=1e-3, help="Adam's learning rate, for G and D")
+    p.add_argument("--betas", type=below_one, nargs=2, default=[0.0, 0.99], metavar=("BETA1", "BETA2"),
+                   help="Adam's decay rates for its averages of each gradient and of its square, for G and D; "
+                   "the slides' 0.5 0.999 keep half of each past step's momentum, which makes the two players "
+                   "overshoot each other")
     p.add_argument("--r1-gamma", type=utils.positive(float, zero_ok=True), default=1.0, metavar="GAMMA",
                    help="weight of the R1 penalty on D's slope at real images, which keeps D from overpowering G "
                    "(without it, G collapses onto a few digits, mostly 1s); 0 turns it off, as on the slides")
-    p.add_argument("--ema-decay", type=utils.positive(float, zero_ok=True), default=0.999, metavar="DECAY",
+    p.add_argument("--ema-decay", type=below_one, default=0.999, metavar="DECAY",
                    help="the pictures, --sample and the checkpoint's 'g' use a moving average of G's weights that "
                    "moves 1 - DECAY of the way to G after each step; 0 turns averaging off (the slides)")
     p.add_argument("--seed", type=utils.seed, default=0,
@@ -195,8 +207,11 @@ def main(argv=None):
     # average draws cleaner digits than G does at any one step.
     g_ema = copy.deepcopy(g).requires_grad_(False)
     d = D(utils.X_SHAPE, args.d_hidden_dim, n_classes).to(device)
-    g_optimizer = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
-    d_optimizer = torch.optim.Adam(d.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
+    # (beyond the slides) Adam without momentum (betas 0 and 0.99, not the slides' 0.5 and 0.999), as
+    # with R1 in Mescheder et al. (2018) and Karras et al. (2020): momentum carries each player on in
+    # the direction that beat the other's past self, and the game circles instead of settling.
+    g_optimizer = torch.optim.Adam(g.parameters(), lr=args.lr, betas=args.betas, fused=True)
+    d_optimizer = torch.optim.Adam(d.parameters(), lr=args.lr, betas=args.betas, fused=True)
 
     fixed_z, fixed_labels = utils.noise_for_pictures(args.z_dim, args.conditional, device)  # the same in every picture
 

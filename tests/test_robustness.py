@@ -47,6 +47,14 @@ def test_bad_option_values_are_a_one_line_argparse_error(script, option, value, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("option", [["--ema-decay", "1"], ["--ema-decay", "-0.1"], ["--betas", "0.5", "1"],
+                                    ["--betas", "0.5"], ["--r1-gamma", "-1"], ["--d-hidden-dim", "0"]])
+def test_bad_gan_option_values_are_a_one_line_argparse_error(option, tiny_mnist, tmp_path):
+    message = error_of("gan.py", "--data-dir", tiny_mnist, "--out-dir", tmp_path / "out", *TINY, *option, status=2)
+    assert option[0] in message
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_largest_seed_torch_takes_is_accepted(tiny_mnist, tmp_path):
     run("gan.py", "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--seed", 2 ** 64 - 1)
     assert torch.load(tmp_path / "gan.pt", weights_only=True)["config"]["seed"] == 2 ** 64 - 1
