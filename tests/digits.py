@@ -25,7 +25,7 @@ def train_digit_classifiers(data_dir):
     Why five: generated images that are half one digit and half another (an 8 with an open loop, a
     3 or a 9 with an extra stroke) are read one way or the other depending on the seed a classifier
     was trained from. On one set of samples, five classifiers, each 99% right on real digits,
-    counted 6.5, 8.4, 9.1, 7.6 and 7.6% 8s. Their mean varies far less from one seed to another.
+    counted 6.5, 8.4, 9.1, 7.6 and 7.6% 8s. Their mean does not hang on any one seed.
     """
     return [train_digit_classifier(data_dir, seed) for seed in range(JUDGES)]
 
