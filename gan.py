@@ -169,13 +169,12 @@ def sample(checkpoint_path, n, label, device):
     """--sample: rebuild the trained (averaged) G from its checkpoint and turn n draws of z into images."""
     checkpoint = utils.read_checkpoint(checkpoint_path, "gan.py", "--sample")
     config = checkpoint["config"]
-    conditional = config.get("conditional", False)
-    labels, nrow = utils.labels_to_sample(n, label, conditional, device)
-    g = G(config["z_dim"], utils.X_SHAPE, config["hidden_dim"], utils.N_CLASSES * conditional).to(device)
+    g = G(config["z_dim"], utils.X_SHAPE, config["hidden_dim"], utils.N_CLASSES * config["conditional"]).to(device)
     g.load_state_dict(checkpoint["g"])
+    z, labels, nrow = utils.inputs_to_sample(n, label, config["conditional"], g.z_dim, device)
     path = os.path.join(os.path.dirname(checkpoint_path), "generated.png")
     utils.prepare_out_dir(os.path.dirname(path))
-    utils.save_grid(g(torch.randn(n if labels is None else len(labels), g.z_dim, device=device), labels), path, nrow)
+    utils.save_grid(g(z, labels), path, nrow)
     print(f"{n} images from the {config['dataset']} G after epoch {checkpoint['epoch']}: {os.path.abspath(path)}")
 
 

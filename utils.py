@@ -161,17 +161,20 @@ def label_help():
     return f"the class to draw, by index: the digit itself for mnist; for fashion-mnist {fashion}"
 
 
-def labels_to_sample(n, label, conditional, device):
-    """The classes that --sample asks for, and the grid's row length: n images of class `label`, or,
-    without --label, n of each class (a row each). None for an unconditional model."""
+def inputs_to_sample(n, label, conditional, z_dim, device):
+    """--sample's (z, classes, the grid's row length): n draws of z; for a conditional model, n of the class
+    `label`, or, without --label, n of each class (a row each). Classes and row length are None when
+    unconditional."""
     if not conditional:
         if label is not None:
             sys.exit("error: --label: this model was trained without --conditional, so it cannot be asked "
                      "for a class; train one with --conditional")
-        return None, None
+        return torch.randn(n, z_dim, device=device), None, None
     if label is not None:
-        return torch.full((n,), label, device=device), None
-    return torch.arange(N_CLASSES, device=device).repeat_interleave(n), n
+        labels, nrow = torch.full((n,), label, device=device), None
+    else:
+        labels, nrow = torch.arange(N_CLASSES, device=device).repeat_interleave(n), n
+    return torch.randn(len(labels), z_dim, device=device), labels, nrow
 
 
 def noise_for_pictures(z_dim, conditional, device):
@@ -262,6 +265,7 @@ def read_checkpoint(path, script, option):
                  f"delete it or pass another --out-dir")
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
         sys.exit(f"error: {option}: {path} was not written by {script}")
+    checkpoint["config"].setdefault("conditional", False)  # written before --conditional existed
     return checkpoint
 
 
@@ -272,7 +276,7 @@ def load_checkpoint(path, script, args, fixed_options):
     """
     checkpoint = read_checkpoint(path, script, "--resume")
     for option in fixed_options:
-        trained, asked = checkpoint["config"].get(option, False), getattr(args, option)  # (older: unconditional)
+        trained, asked = checkpoint["config"][option], getattr(args, option)
         if trained != asked:
             flag = "--" + option.replace("_", "-")
             if isinstance(asked, bool):

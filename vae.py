@@ -205,13 +205,12 @@ def sample(checkpoint_path, n, label, device):
     """--sample: rebuild the trained VAE from its checkpoint and decode n draws of z ~ N(0, I)."""
     checkpoint = utils.read_checkpoint(checkpoint_path, "vae.py", "--sample")
     config = checkpoint["config"]
-    conditional = config.get("conditional", False)
-    y, nrow = utils.labels_to_sample(n, label, conditional, device)
-    vae = VAE(utils.X_SHAPE, config["z_dim"], config["hidden_dim"], utils.N_CLASSES * conditional).to(device)
+    vae = VAE(utils.X_SHAPE, config["z_dim"], config["hidden_dim"], utils.N_CLASSES * config["conditional"]).to(device)
     vae.load_state_dict(checkpoint["model"])
+    z, y, nrow = utils.inputs_to_sample(n, label, config["conditional"], vae.z_dim, device)
     path = os.path.join(os.path.dirname(checkpoint_path), "generated.png")
     utils.prepare_out_dir(os.path.dirname(path))
-    utils.save_grid(vae.decode(torch.randn(n if y is None else len(y), vae.z_dim, device=device), y), path, nrow)
+    utils.save_grid(vae.decode(z, y), path, nrow)
     print(f"{n} images from the {config['dataset']} VAE (z = {vae.z_dim}) after epoch {checkpoint['epoch']}: "
           f"{os.path.abspath(path)}")
 
@@ -334,7 +333,10 @@ def main(argv=None):
         utils.save_figure(plot_interpolation(vae, progress_x, progress_x.roll(-1, 0), classes, next_classes),
                           os.path.join(args.out_dir, "interpolation.png"))
     if args.z_dim == 2:
-        labels = [args.label] if args.label is not None else range(len(classes)) if args.conditional else [None]
+        # latent_space.png: the slides' one panel, or one per class, or one for the --label class
+        labels = range(len(classes)) if args.conditional else [None]
+        if args.label is not None:  # (given only with --conditional: checked above)
+            labels = [args.label]
         utils.save_figure(plot_latent_space(vae, device, classes, labels),
                           os.path.join(args.out_dir, "latent_space.png"))
         utils.save_figure(plot_latent_scatter(vae, test_loader, classes),
