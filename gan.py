@@ -4,15 +4,18 @@
     python gan.py --sample 64              # 64 new images from the G trained above
     python gan.py --conditional            # G and D are also given the class
     python gan.py --help                   # every option
-    python gan.py --r1-gamma 0 --ema-decay 0 --betas 0.5 0.999    # the slides' exact setting: mostly 1s
+    python gan.py --r1-gamma 0 --ema-decay 0 --betas 0.5 0.999    # the slides' exact setting: half are 1s
 
-The script follows the slides: settings, data, networks, training loop, visualisation.
+The file follows the slides, top to bottom: settings, data, networks (G and D, in models.py), loss,
+training loop, visualisation; main(), at the end, runs them in that order. What a run also needs
+(checkpoints, --resume, Ctrl-C, the progress bar, clear errors) lives in utils.py.
 """
 import argparse
 import copy
 import os
-import sys
 import time
+
+import utils  # first: it makes a missing or mismatched package a one-line error
 
 import matplotlib.pyplot as plt
 import torch
@@ -21,14 +24,10 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
-import utils
 from models import D, G
 
 
 # ----------------------------------------------------------------------------- settings
-R1_EVERY = 4  # the R1 penalty is computed every 4th D step ("lazy regularisation", Karras et al., 2020)
-
-
 def below_one(text):
     """An argparse type: a number from 0 up to, but not including, 1 (a decay rate)."""
     value = utils.positive(float, zero_ok=True)(text)
@@ -56,7 +55,7 @@ def parse_args(argv=None):
                    "overshoot each other")
     p.add_argument("--r1-gamma", type=utils.positive(float, zero_ok=True), default=1.0, metavar="GAMMA",
                    help="weight of the R1 penalty on D's slope at real images, which keeps D from overpowering G "
-                   "(without it, G collapses onto a few digits, mostly 1s); 0 turns it off, as on the slides")
+                   "(without it, G collapses onto a few digits: half its samples are 1s); 0 turns it off, as on the slides")
     p.add_argument("--ema-decay", type=below_one, default=0.999, metavar="DECAY",
                    help="the pictures, --sample and the checkpoint's 'g' use a moving average of G's weights that "
                    "moves 1 - DECAY of the way to G after each step; 0 turns averaging off (the slides)")
@@ -74,16 +73,28 @@ def parse_args(argv=None):
                    help="go on from the checkpoint in --out-dir, up to --epochs epochs in all")
     p.add_argument("--sample", type=utils.positive(int), metavar="N",
                    help="do not train: turn N draws of z into images with the G trained in --out-dir (its settings "
-                   "come from the checkpoint), save them as generated.png, and exit; a conditional G draws N of "
-                   "each class, a row each, or N of the class --label")
+                   "come from the checkpoint), save them as generated.png, and exit; a conditional G draws the "
+                   "classes in turn, ten to a row, or only the class --label")
     p.add_argument("--conditional", action="store_true",
                    help="train the conditional GAN (Mirza & Osindero, 2014): G and D are also given the class, so "
                    "that z holds only the style, and a class can be asked for with --sample and --label")
     p.add_argument("--label", type=int, choices=range(utils.N_CLASSES), metavar="K",
-                   help=f"with --sample, of a conditional G: {utils.label_help()}")
+                   help=f"with --sample, of a conditional model: {utils.label_help()}")
     return utils.one_line_errors(p).parse_args(argv)
 
 
+# ----------------------------------------------------------------------------- data
+def load_data(args, device):
+    """The training images (the GAN needs no test split), held whole on the device in batches, and the class names."""
+    (images, labels), _, classes = utils.load_dataset(args.dataset, args.data_dir)
+    return utils.BatchLoader(images, labels, args.batch_size, device), classes
+
+
+# ----------------------------------------------------------------------------- networks
+# The slides' G and D are in models.py.
+
+
+# ----------------------------------------------------------------------------- loss
 def criterion(pred_y, y):
     """The slides' nn.BCELoss(): -[y log D + (1 - y) log(1 - D)], averaged over the batch.
 
@@ -92,8 +103,20 @@ def criterion(pred_y, y):
     return -utils.log_bernoulli(y, pred_y).mean()
 
 
+def make_real_y(n, device):
+    return torch.ones(n, device=device)
+
+
+def make_fake_y(n, device):
+    return torch.zeros(n, device=device)
+
+
+R1_EVERY = 4  # the R1 penalty is computed every 4th D step ("lazy regularisation", Karras et al., 2020)
+
+
 def r1_penalty(d, real_x, labels=None):
-    """R1 (Mescheder et al., 2018): the mean squared length of the gradient of D's logit at real images.
+    """(Beyond the slides) R1 (Mescheder et al., 2018): the mean squared length of the gradient of D's
+    logit at real images.
 
     Penalising it keeps D's judgement smooth around the real digits, so that D cannot become so
     sharp that G's gradient stops pointing anywhere useful (the slides' collapse onto a few digits).
@@ -104,6 +127,55 @@ def r1_penalty(d, real_x, labels=None):
     return grad.pow(2).flatten(1).sum(1).mean()
 
 
+# ----------------------------------------------------------------------------- training loop
+# What each batch records: D's losses, D(x) and D(G(z)) in D's step; G's loss and D(G(z)) in G's step.
+COLUMNS = ["d_loss_real", "d_loss_fake", "d_real", "d_fake", "g_loss", "d_fake_in_g_step"]
+
+
+def train(g, d, g_ema, g_optimizer, d_optimizer, loader, args):
+    """The slides' training loop, for one epoch. Returns a row per batch of the COLUMNS above."""
+    rows = []
+    for i, (real_x, labels) in enumerate(loader):  # labels: the classes, used only with --conditional
+        # (the slides' real_x = real_x.to(device) is not needed: the loader's batches are already on the device)
+
+        # (1) D's step: maximise log D(x) + log(1 - D(G(z)))
+        d.zero_grad()
+
+        # discriminator for real data
+        real_pred_y = d(real_x, labels)
+        real_y = make_real_y(len(real_x), real_x.device)
+        real_d_loss = criterion(real_pred_y, real_y)
+        real_d_loss.backward()
+        if args.r1_gamma and i % R1_EVERY == 0:  # (beyond the slides) R1, R1_EVERY times as strong: see r1_penalty
+            (R1_EVERY * args.r1_gamma / 2 * r1_penalty(d, real_x, labels)).backward()
+
+        # discriminator for fake data; detach, so that this step leaves G alone
+        z = torch.randn(len(real_x), args.z_dim, device=real_x.device)
+        fake_x = g(z, labels)  # --conditional: fakes of the real batch's classes, in the data's proportions
+        fake_pred_y = d(fake_x.detach(), labels)
+        fake_y = make_fake_y(len(real_x), real_x.device)
+        fake_d_loss = criterion(fake_pred_y, fake_y)
+        fake_d_loss.backward()
+
+        d_optimizer.step()
+        d_step = [real_d_loss, fake_d_loss, real_pred_y.mean(), fake_pred_y.mean()]  # (for the log)
+
+        # (2) G's step: maximise log D(G(z)), the "non-saturating" loss: its target is "real". The
+        # minimax game's log(1 - D(G(z))) has a vanishing gradient early on, when D easily spots
+        # fakes (Goodfellow et al., 2014, section 3).
+        g.zero_grad()
+        d.requires_grad_(False)  # (beyond the slides) the gradient flows through D to G; D's own would be wasted
+        fake_pred_y = d(fake_x, labels)
+        g_loss = criterion(fake_pred_y, real_y)
+        g_loss.backward()
+        d.requires_grad_(True)
+        g_optimizer.step()
+        update_average(g_ema, g, args.ema_decay)  # (beyond the slides) the averaged G that the pictures show
+
+        rows.append(torch.stack(d_step + [g_loss, fake_pred_y.mean()]).detach())
+    return torch.stack(rows)
+
+
 @torch.no_grad()
 def update_average(g_ema, g, decay):
     """Move each weight of g_ema 1 - decay of the way towards G's (decay 0: g_ema becomes G)."""
@@ -111,12 +183,11 @@ def update_average(g_ema, g, decay):
         p_ema.lerp_(p, 1 - decay)
 
 
-def make_real_y(n, device):
-    return torch.ones(n, device=device)
-
-
-def make_fake_y(n, device):
-    return torch.zeros(n, device=device)
+def epoch_line(row, epochs):
+    """What each epoch prints: its row of metrics.csv in one line."""
+    return (f"epoch {row['epoch']:2d}/{epochs}  D loss real {row['d_loss_real']:.3f} fake {row['d_loss_fake']:.3f}  "
+            f"G loss {row['g_loss']:.3f}  D(x) {row['d_real']:.2f}  D(G(z)) {row['d_fake']:.2f}, after D's step "
+            f"{row['d_fake_in_g_step']:.2f}  {row['seconds']:5.1f} s  {row['images_per_second']:6.0f} images/s")
 
 
 # ----------------------------------------------------------------------------- visualisation
@@ -149,12 +220,13 @@ def save_progress_gif(grids, path):
 def plot_loss(metrics):
     epochs = [m["epoch"] for m in metrics]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.plot(epochs, [m["d_loss_real"] for m in metrics], "o-", label="D loss on real images")
-    left.plot(epochs, [m["d_loss_fake"] for m in metrics], "o-", label="D loss on fake images")
-    left.plot(epochs, [m["g_loss"] for m in metrics], "o-", label="G loss")
+    left.plot(epochs, [m["d_loss_real"] for m in metrics], "o-", label="D's loss on real images")
+    left.plot(epochs, [m["d_loss_fake"] for m in metrics], "o-", label="D's loss on fake images")
+    left.plot(epochs, [m["g_loss"] for m in metrics], "o-", label="G's loss (after D's step)")
     left.set(xlabel="epoch", ylabel="binary cross-entropy", title="Losses (mean over the epoch)")
     right.plot(epochs, [m["d_real"] for m in metrics], "o-", label="D(x): real images")
-    right.plot(epochs, [m["d_fake"] for m in metrics], "o-", label="D(G(z)): fake images")
+    right.plot(epochs, [m["d_fake"] for m in metrics], "o-", label="D(G(z)): fake images, in D's step")
+    right.plot(epochs, [m["d_fake_in_g_step"] for m in metrics], "o--", label="D(G(z)) in G's step, after D's")
     right.axhline(0.5, color="gray", ls="--", lw=1, label="0.5: D cannot tell")
     right.set(xlabel="epoch", ylabel="D's probability of 'real'", ylim=(0, 1),
               title="What D says (mean over the epoch)")
@@ -162,6 +234,17 @@ def plot_loss(metrics):
         ax.grid(alpha=0.3)
         ax.legend()
     return fig
+
+
+def draw_final_pictures(g_ema, checkpoint, fixed_z, classes, out_dir):
+    """The pictures of the whole run, from the averaged G and the records of its last checkpoint."""
+    grids, done = checkpoint["grids"], checkpoint["epoch"]
+    # As the slides' figure: before training, after the first epoch, half-way, and at the end.
+    utils.save_figure(plot_progress(grids, sorted({0, 1, (done + 1) // 2, done})), os.path.join(out_dir, "progress.png"))
+    save_progress_gif(grids, os.path.join(out_dir, "progress.gif"))
+    utils.save_figure(plot_loss(checkpoint["metrics"]), os.path.join(out_dir, "loss.png"))
+    if checkpoint["config"]["conditional"]:
+        utils.save_figure(utils.plot_class_grid(g_ema, fixed_z[:8], classes), os.path.join(out_dir, "class_grid.png"))
 
 
 @torch.no_grad()
@@ -178,6 +261,15 @@ def sample(checkpoint_path, n, label, device):
     print(f"{n} images from the {config['dataset']} G after epoch {checkpoint['epoch']}: {os.path.abspath(path)}")
 
 
+# ----------------------------------------------------------------------------- main: the slides in order
+def checkpoint_of(g, g_ema, d, g_optimizer, d_optimizer, args, epoch, records):
+    """The checkpoint, a plain dict: the networks ('g' the averaged G), the optimizers, the settings, the epochs
+    done and their records."""
+    return {"script": "gan.py", "g": g_ema.state_dict(), "g_raw": g.state_dict(), "d": d.state_dict(),
+            "g_optimizer": g_optimizer.state_dict(), "d_optimizer": d_optimizer.state_dict(), "config": vars(args),
+            "epoch": epoch, **records}
+
+
 @utils.exit_cleanly("--batch-size, --hidden-dim or --d-hidden-dim (with --sample: N)")
 def main(argv=None):
     args = parse_args(argv)
@@ -186,18 +278,11 @@ def main(argv=None):
     checkpoint_path = os.path.join(args.out_dir, "gan.pt")
     if args.sample:
         return sample(checkpoint_path, args.sample, args.label, device)
-    if args.label is not None:
-        sys.exit("error: --label goes with --sample, to ask a conditional G for a class")
-    checkpoint = (utils.load_checkpoint(checkpoint_path, "gan.py", args,
-                                        ["dataset", "z_dim", "hidden_dim", "d_hidden_dim", "conditional"])
-                  if args.resume else None)
+    checkpoint = utils.start_run("gan.py", args, ["dataset", "z_dim", "hidden_dim", "d_hidden_dim", "conditional",
+                                                  "seed"])
 
-    # ------------------------------------------------------------------------- data
-    (images, labels), _, classes = utils.load_dataset(args.dataset, args.data_dir)  # the training split is enough
-    utils.prepare_out_dir(args.out_dir)  # only now: bad input above leaves nothing behind
-    loader = utils.BatchLoader(images, labels, args.batch_size, device)
+    loader, classes = load_data(args, device)
 
-    # ------------------------------------------------------------------------- networks
     # --conditional: G and D also get the class, as a one-hot vector (see models.py).
     n_classes = utils.N_CLASSES * args.conditional
     g = G(args.z_dim, utils.X_SHAPE, args.hidden_dim, n_classes).to(device)
@@ -211,118 +296,44 @@ def main(argv=None):
     # the direction that beat the other's past self, and the game circles instead of settling.
     g_optimizer = torch.optim.Adam(g.parameters(), lr=args.lr, betas=args.betas, fused=True)
     d_optimizer = torch.optim.Adam(d.parameters(), lr=args.lr, betas=args.betas, fused=True)
-
+    # Adam's running averages of tiny gradients become subnormal floats, which a CPU handles up to a
+    # hundred times slower; rounding them to zero costs nothing in accuracy.
+    torch.set_flush_denormal(True)
     fixed_z, fixed_labels = utils.noise_for_pictures(args.z_dim, args.conditional, device)  # the same in every picture
 
-    def save_checkpoint(epoch):
-        utils.save_checkpoint({"script": "gan.py", "g": g_ema.state_dict(), "g_raw": g.state_dict(),
-                               "d": d.state_dict(),
-                               "g_optimizer": g_optimizer.state_dict(), "d_optimizer": d_optimizer.state_dict(),
-                               "config": vars(args), "epoch": epoch, "rng": utils.rng_state(),
-                               "metrics": metrics, "grids": grids}, checkpoint_path)
-
-    # What the figures need from earlier epochs; with --resume, it comes from the checkpoint.
-    if checkpoint:
-        if "g_raw" not in checkpoint:
-            sys.exit(f"error: --resume: {checkpoint_path} was written by an older gan.py; "
-                     f"train afresh without --resume")
-        g.load_state_dict(checkpoint["g_raw"])
-        g_ema.load_state_dict(checkpoint["g"])
-        d.load_state_dict(checkpoint["d"])
-        g_optimizer.load_state_dict(checkpoint["g_optimizer"])
-        d_optimizer.load_state_dict(checkpoint["d_optimizer"])
-        metrics, grids = checkpoint["metrics"], checkpoint["grids"]
+    # What the final pictures need of each epoch; grids[epoch]: the samples after that epoch, 0 before training.
+    records = {"metrics": [], "grids": [g_ema(fixed_z, fixed_labels).detach().cpu()]}
+    if checkpoint:  # --resume
+        for net, key in [(g, "g_raw"), (g_ema, "g"), (d, "d")]:
+            net.load_state_dict(checkpoint[key])
+        utils.load_optimizer(g_optimizer, checkpoint["g_optimizer"])
+        utils.load_optimizer(d_optimizer, checkpoint["d_optimizer"])
+        records = {key: checkpoint[key] for key in records}
         utils.set_rng_state(checkpoint["rng"])  # the same batches and noise as an uninterrupted run
-    else:
-        metrics = []
-        with torch.no_grad():
-            # grids[epoch]: the samples after that epoch, 0 before training
-            grids = [g_ema(fixed_z, fixed_labels).cpu()]
-        utils.save_grid(grids[0], os.path.join(args.out_dir, "samples_00.png"), nrow=8)
-        save_checkpoint(0)  # so that even a run stopped in its first epoch can be resumed
+    utils.prepare_out_dir(args.out_dir, "gan.py", args.resume)  # only now: bad input above leaves nothing behind
+    if not checkpoint:
+        utils.save_checkpoint(checkpoint_of(g, g_ema, d, g_optimizer, d_optimizer, args, 0, records), checkpoint_path)
+        utils.save_grid(records["grids"][0], os.path.join(args.out_dir, "samples_00.png"), nrow=8)
 
-    # ------------------------------------------------------------------------- training loop
-    with utils.CtrlC() as ctrl_c:  # the first Ctrl-C stops the loop after the current batch
-        for epoch in range(len(metrics) + 1, args.epochs + 1):  # len(metrics): the epochs already done
+    with utils.ctrl_c_stops_training() as stop:
+        for epoch in range(len(records["metrics"]) + 1, args.epochs + 1):
             start = time.perf_counter()
-            rows = []  # per batch: D's losses on real and fake, G's loss, D(x), D(G(z)); times the batch size
-            # disable=None: a bar in a terminal only; a log file gets just the line per epoch below.
-            bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, disable=None)
-            # labels: the classes of the real images, used only with --conditional (the slides' y says real or fake)
-            for i, (real_x, labels) in enumerate(bar):
-                d.zero_grad()
-
-                # discriminator for real data
-                real_pred_y = d(real_x, labels)
-                real_y = make_real_y(len(real_x), device)
-                real_d_loss = criterion(real_pred_y, real_y)
-                real_d_loss.backward()
-                # (beyond the slides) keep D's slope at real digits gentle; see r1_penalty. Every
-                # R1_EVERY-th step, R1_EVERY times as strong: as good, and a quarter of the cost.
-                if args.r1_gamma and i % R1_EVERY == 0:
-                    (R1_EVERY * args.r1_gamma / 2 * r1_penalty(d, real_x, labels)).backward()
-
-                # discriminator for fake data: detach, so this step leaves G alone. A conditional G
-                # draws the classes of the real batch, so that fakes come in the data's proportions.
-                z = torch.randn(len(real_x), args.z_dim, device=device)
-                fake_x = g(z, labels)
-                fake_pred_y = d(fake_x.detach(), labels)
-                fake_y = make_fake_y(len(real_x), device)
-                fake_d_loss = criterion(fake_pred_y, fake_y)
-                fake_d_loss.backward()
-
-                d_optimizer.step()
-
-                # generator. Its target is "real": it maximises log D(G(z)) rather than minimising
-                # log(1 - D(G(z))), whose gradient vanishes early on, when D easily spots fakes.
-                g.zero_grad()
-                d.requires_grad_(False)  # the gradient flows through D to G; D's own would be thrown away
-                fake_pred_y = d(fake_x, labels)
-                g_loss = criterion(fake_pred_y, real_y)
-                g_loss.backward()
-                d.requires_grad_(True)
-                g_optimizer.step()
-                update_average(g_ema, g, args.ema_decay)  # the averaged G that the pictures show
-
-                rows.append(torch.stack([real_d_loss, fake_d_loss, g_loss, real_pred_y.mean(), fake_pred_y.mean()])
-                            .detach() * len(real_x))
-                if i % 20 == 0:  # reading a value waits for the GPU, so not on every batch
-                    utils.stop_if_not_finite(rows, epoch)
-                    bar.set_postfix(d_loss=f"{(real_d_loss + fake_d_loss).item():.2f}", g_loss=f"{g_loss.item():.2f}")
-                if ctrl_c.pressed:
-                    break
-            if ctrl_c.pressed:  # the unfinished epoch is dropped: --resume starts it again
-                break
+            rows = train(g, d, g_ema, g_optimizer, d_optimizer, utils.progress_bar(loader, epoch, args.epochs), args)
             utils.stop_if_not_finite(rows, epoch)
-
-            # --------------------------------------------------------------------- visualisation, per epoch
             with torch.no_grad():
-                grids.append(g_ema(fixed_z, fixed_labels).cpu())
-            utils.save_grid(grids[epoch], os.path.join(args.out_dir, f"samples_{epoch:02d}.png"), nrow=8)
-            seconds = time.perf_counter() - start
-            means = (torch.stack(rows).sum(0) / len(loader.images)).tolist()
-            metrics.append({"epoch": epoch, "d_loss_real": means[0], "d_loss_fake": means[1], "g_loss": means[2],
-                            "d_real": means[3], "d_fake": means[4], "seconds": seconds,
-                            "images_per_second": len(loader.images) / seconds})
-            print(f"epoch {epoch:2d}/{args.epochs}  D loss real {means[0]:.3f} fake {means[1]:.3f}  "
-                  f"G loss {means[2]:.3f}  D(x) {means[3]:.2f}  D(G(z)) {means[4]:.2f}  "
-                  f"{seconds:5.1f} s  {len(loader.images) / seconds:6.0f} images/s", flush=True)
-            utils.save_csv(metrics, os.path.join(args.out_dir, "metrics.csv"))
-            save_checkpoint(epoch)
+                records["grids"].append(g_ema(fixed_z, fixed_labels).cpu())
+            utils.save_grid(records["grids"][-1], os.path.join(args.out_dir, f"samples_{epoch:02d}.png"), nrow=8)
+            records["metrics"].append({"epoch": epoch, **dict(zip(COLUMNS, loader.mean_over_images(rows).tolist())),
+                                       **utils.speed(start, len(loader.images))})
+            utils.end_epoch(checkpoint_of(g, g_ema, d, g_optimizer, d_optimizer, args, epoch, records), checkpoint_path,
+                            epoch_line(records["metrics"][-1], args.epochs))
 
-    # ------------------------------------------------------------------------- visualisation, at the end
-    done = len(metrics)
-    if not done:  # stopped before the first epoch ended
-        utils.exit_interrupted(args.out_dir, 0)
-    shown = sorted({1, min(2, done), (done + 1) // 2, done})
-    utils.save_figure(plot_progress(grids, shown), os.path.join(args.out_dir, "progress.png"))
-    save_progress_gif(grids, os.path.join(args.out_dir, "progress.gif"))
-    utils.save_figure(plot_loss(metrics), os.path.join(args.out_dir, "loss.png"))
-    if args.conditional:
-        utils.save_figure(utils.plot_class_grid(g_ema, fixed_z[:8], classes),
-                          os.path.join(args.out_dir, "class_grid.png"))
-    if ctrl_c.pressed:
-        utils.exit_interrupted(args.out_dir, done)
+    checkpoint = utils.last_checkpoint(checkpoint_path, "gan.py")  # the last finished epoch, even after Ctrl-C
+    g_ema.load_state_dict(checkpoint["g"])
+    if checkpoint["epoch"]:
+        draw_final_pictures(g_ema, checkpoint, fixed_z, classes, args.out_dir)
+    if stop.pressed:
+        utils.exit_interrupted(args.out_dir, checkpoint["epoch"])
     print(f"results in {os.path.abspath(args.out_dir)}")
 
 

@@ -1,4 +1,5 @@
-"""What vae.py and gan.py share: device, seeding, the data, a fast batch loader, and saving results.
+"""What vae.py and gan.py share: device, seeding, the data, a fast batch loader, and the bookkeeping
+around their training loops: the out-dir, checkpoints and --resume, Ctrl-C, faults, saving results.
 
 Every file is written atomically (to a temporary file beside it, then renamed), so a run that
 is stopped half-way leaves the previous file or the new one, never a truncated one.
@@ -10,17 +11,25 @@ import functools
 import math
 import os
 import re
-import signal
+import shutil
 import struct
 import sys
+import time
+from types import SimpleNamespace
 
-import matplotlib
-
-matplotlib.use("Agg")  # draw to files only: works on machines without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-from torchvision.utils import make_grid, save_image  # noqa: E402
+try:  # a package missing, or torch and torchvision that do not fit together: one line, not a traceback
+    import matplotlib
+    matplotlib.use("Agg")  # draw to files only: works on machines without a display
+    import matplotlib.pyplot as plt
+    import torch
+    import torchvision
+    from torchvision.utils import make_grid, save_image
+    from tqdm import tqdm
+except (ImportError, RuntimeError) as e:
+    sys.exit(f"error: {str(e).splitlines()[0]}; install what the scripts need with: pip install -r requirements.txt")
+except KeyboardInterrupt:  # Ctrl-C while torch loads
+    print("\ninterrupted", file=sys.stderr)
+    sys.exit(130)
 
 # --dataset: both are 28x28 grey images in 10 classes, in the same four files.
 DATASETS = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}
@@ -65,11 +74,7 @@ def get_device(name="auto"):
     elif not available[name]:
         sys.exit(f"error: --device {name} was asked for, but this machine has no {name.upper()} "
                  f"device that PyTorch can use; try --device auto")
-    if name == "cpu":
-        # Adam's running averages of tiny gradients become subnormal floats, which the CPU
-        # handles up to a hundred times slower; rounding them to zero costs nothing in accuracy.
-        torch.set_flush_denormal(True)
-    print(f"device: {name}")
+    print(f"device: {name}", flush=True)
     return torch.device(name)
 
 
@@ -162,9 +167,9 @@ def label_help():
 
 
 def inputs_to_sample(n, label, conditional, z_dim, device):
-    """--sample's (z, classes, the grid's row length): n draws of z; for a conditional model, n of the class
-    `label`, or, without --label, n of each class (a row each). Classes and row length are None when
-    unconditional."""
+    """--sample's (z, classes, the grid's row length): n draws of z; for a conditional model, all of the
+    class `label`, or without --label the classes in turn, ten to a row, so that column k holds class k.
+    Classes are None, and the row length too (a near-square grid), when the model is unconditional."""
     if not conditional:
         if label is not None:
             sys.exit("error: --label: this model was trained without --conditional, so it cannot be asked "
@@ -173,8 +178,8 @@ def inputs_to_sample(n, label, conditional, z_dim, device):
     if label is not None:
         labels, nrow = torch.full((n,), label, device=device), None
     else:
-        labels, nrow = torch.arange(N_CLASSES, device=device).repeat_interleave(n), n
-    return torch.randn(len(labels), z_dim, device=device), labels, nrow
+        labels, nrow = torch.arange(n, device=device) % N_CLASSES, min(n, N_CLASSES)
+    return torch.randn(n, z_dim, device=device), labels, nrow
 
 
 def noise_for_pictures(z_dim, conditional, device):
@@ -225,11 +230,48 @@ class BatchLoader:
             idx = order[i:i + self.batch_size]
             yield self.images[idx].unsqueeze(1).float().div_(255), self.labels[idx]
 
+    def mean_over_images(self, per_batch):
+        """The mean over all images of per-batch means (a row per batch), weighing the smaller last batch less."""
+        n = len(self.images)
+        sizes = torch.tensor([min(self.batch_size, n - i) for i in range(0, n, self.batch_size)])
+        return (per_batch.cpu().double() * sizes.view(-1, *[1] * (per_batch.dim() - 1))).sum(0) / n
 
-def prepare_out_dir(path):
-    """Create --out-dir, or exit with a one-line error if it cannot be written."""
+
+# ----------------------------------------------------------------------------- the run's folder and checkpoint
+CHECKPOINT = {"vae.py": "vae.pt", "gan.py": "gan.pt"}  # what each script saves in --out-dir
+CHECKPOINT_VERSION = 2  # 2: the VAE's batch losses kept per epoch, and the GAN's D(G(z)) in both steps
+
+
+def start_run(script, args, fixed_options):
+    """Check, before the data are read, that the run can start; the checkpoint to go on from with --resume, or None."""
+    if args.label is not None:
+        sys.exit("error: --label goes with --sample, to ask a conditional model for a class")
+    for other, name in CHECKPOINT.items():
+        if other != script and os.path.isfile(os.path.join(args.out_dir, name)):
+            sys.exit(f"error: --out-dir {args.out_dir} holds the results of {other} ({name}); "
+                     f"pass another --out-dir")
+    if args.resume:
+        return load_checkpoint(os.path.join(args.out_dir, CHECKPOINT[script]), script, args, fixed_options)
+    return None
+
+
+def prepare_out_dir(path, script=None, resume=False):
+    """Create --out-dir, or exit with a one-line error if it cannot be written.
+
+    A fresh run of `script` first deletes the script's earlier run in the folder, saying so, so that
+    the folder never mixes the results of two runs.
+    """
+    replacing = script if script and not resume else None
     try:
         os.makedirs(path, exist_ok=True)
+        if replacing and os.path.isfile(os.path.join(path, CHECKPOINT[replacing])):
+            earlier = [name for name in os.listdir(path)
+                       if re.fullmatch(r"metrics\.csv|.*\.(png|gif)|\.tmp\..*", name)]
+            pictures = sum(name.endswith((".png", ".gif")) for name in earlier)
+            print(f"replacing the earlier run in {path}: deleting {CHECKPOINT[replacing]}, "
+                  f"{'metrics.csv and ' if 'metrics.csv' in earlier else ''}{pictures} pictures", flush=True)
+            for name in [CHECKPOINT[replacing]] + earlier:
+                os.remove(os.path.join(path, name))
     except OSError as e:
         sys.exit(f"error: --out-dir {path} cannot be written: {e.strerror}")
     if not os.access(path, os.W_OK):
@@ -272,11 +314,16 @@ def read_checkpoint(path, script, option):
 def load_checkpoint(path, script, args, fixed_options):
     """The checkpoint to go on from with --resume; a one-line error if it does not fit `args`.
 
-    `fixed_options` name the options that cannot change: the networks' shapes and the data.
+    `fixed_options` name the options that cannot change: the networks' shapes, the data and the
+    seed. The others may: a new --lr or --batch-size applies from the next epoch on.
     """
     checkpoint = read_checkpoint(path, script, "--resume")
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        sys.exit(f"error: --resume: {path} was written by an older {script}, which kept other records; "
+                 f"--sample still reads it, but to train, start afresh without --resume")
+    config = checkpoint["config"]
     for option in fixed_options:
-        trained, asked = checkpoint["config"][option], getattr(args, option)
+        trained, asked = config[option], getattr(args, option)
         if trained != asked:
             flag = "--" + option.replace("_", "-")
             if isinstance(asked, bool):
@@ -287,12 +334,41 @@ def load_checkpoint(path, script, args, fixed_options):
     if checkpoint["epoch"] >= args.epochs:
         sys.exit(f"error: --resume: the checkpoint has done {checkpoint['epoch']} epochs already; "
                  f"ask for more with --epochs")
+    changed = [f"--{option.replace('_', '-')} {value} (was {config[option]})" for option, value in vars(args).items()
+               if option in config and value != config[option] and option not in ("resume", "epochs")]
+    print(f"going on from epoch {checkpoint['epoch']}{''.join(', with ' + c for c in changed)}", flush=True)
     return checkpoint
 
 
-def stop_if_not_finite(losses, epoch):
-    """Exit with a one-line error naming the first batch of `epoch` whose loss is nan or infinite."""
-    values = torch.stack(losses).view(len(losses), -1)  # a row per batch
+def load_optimizer(optimizer, state):
+    """Load an optimizer's saved state (its running averages and step count) but keep the learning rate and
+    betas it was built with, which are this run's options: --resume --lr 1e-4 does lower the rate."""
+    settings = [{key: group[key] for key in ("lr", "betas")} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, setting in zip(optimizer.param_groups, settings):
+        group.update(setting)
+
+
+def what_is_kept(folder):
+    """After a fault: which checkpoint `folder` holds. It is whole, since every file is written atomically."""
+    for name in CHECKPOINT.values():
+        try:
+            epoch = torch.load(os.path.join(folder, name), map_location="cpu", weights_only=True)["epoch"]
+            return f"the checkpoint of epoch {epoch} is kept whole in {os.path.join(folder, name)}"
+        except Exception:  # absent, or not a checkpoint
+            continue
+    return "no checkpoint was kept"
+
+
+# ----------------------------------------------------------------------------- around the training loop
+def progress_bar(loader, epoch, epochs):
+    """One epoch's batches, with a progress bar in a terminal only (disable=None): a log file gets none."""
+    return tqdm(loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=None)
+
+
+def stop_if_not_finite(per_batch, epoch):
+    """Exit with a one-line error naming the first batch of `epoch` whose loss (a row each) is nan or infinite."""
+    values = per_batch.view(len(per_batch), -1)
     bad = ~torch.isfinite(values)
     if bad.any():
         batch = bad.any(1).nonzero()[0, 0].item()
@@ -301,43 +377,70 @@ def stop_if_not_finite(losses, epoch):
                  f"A smaller --lr may help")
 
 
-class CtrlC:
-    """Within `with CtrlC() as ctrl_c:`, the first Ctrl-C sets ctrl_c.pressed and a second quits at once.
+def speed(start, images):
+    """An epoch's time since `start` (time.perf_counter()), as metrics.csv records it."""
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "images_per_second": images / seconds}
 
-    The training loop checks `pressed` after each batch. Every file is written atomically, so
-    even quitting at once leaves no truncated file. On leaving the block, Ctrl-C does again what
-    it did before (in a notebook, for instance, it interrupts the cell).
+
+def end_epoch(checkpoint, path, line):
+    """Save an epoch's checkpoint and metrics.csv (never ahead of the checkpoint), and only then print its line:
+    an epoch printed is an epoch kept."""
+    save_checkpoint(checkpoint, path)
+    save_csv(checkpoint["metrics"], os.path.join(os.path.dirname(path), "metrics.csv"))
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:  # `python vae.py | head -1`: whoever read the output has gone
+        output_closed(f"training stopped, and {what_is_kept(os.path.dirname(path))}")
+
+
+def last_checkpoint(path, script):
+    """The checkpoint of the last finished epoch, from which the final pictures are drawn (also after a Ctrl-C,
+    when the model holds part of an unfinished epoch). metrics.csv is rewritten to match it."""
+    checkpoint = read_checkpoint(path, script, "the final pictures")
+    if checkpoint["metrics"]:
+        save_csv(checkpoint["metrics"], os.path.join(os.path.dirname(path), "metrics.csv"))
+    return checkpoint
+
+
+def output_closed(what_happened):
+    """Where stdout was a pipe whose reader has gone: end the run, saying so in one line on stderr."""
+    with contextlib.suppress(OSError, ValueError):  # so that Python's last flush of stdout does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(f"error: the output was closed (a broken pipe); {what_happened}")
+
+
+@contextlib.contextmanager
+def ctrl_c_stops_training():
+    """`with ctrl_c_stops_training() as stop:` a Ctrl-C ends the block and sets stop.pressed.
+
+    The epoch under way is dropped; the last finished one's checkpoint is whole, since every file
+    is written atomically, and the final pictures can still be drawn from it.
     """
-
-    def __enter__(self):
-        self.pressed = False
-        self.previous = signal.signal(signal.SIGINT, self.handle)
-        return self
-
-    def __exit__(self, *exception):
-        signal.signal(signal.SIGINT, self.previous)
-
-    def handle(self, signum, frame):
-        if self.pressed:
-            print("\nCtrl-C again: quitting now", file=sys.stderr, flush=True)
-            os._exit(130)
-        self.pressed = True
-        print("\nCtrl-C: stopping after this batch (press it again to quit at once)", file=sys.stderr, flush=True)
+    stop = SimpleNamespace(pressed=False)
+    try:
+        yield stop
+    except KeyboardInterrupt:
+        stop.pressed = True
+        print("\nCtrl-C: training stopped; the finished epochs are kept", file=sys.stderr, flush=True)
 
 
 def exit_interrupted(out_dir, epochs_done):
     """After a Ctrl-C: say what was kept and how to go on, and exit with the usual status 130."""
-    print(f"interrupted after {epochs_done} finished epochs: their checkpoint and pictures are in "
-          f"{os.path.abspath(out_dir)}; to go on, run the same command with --resume")
+    if epochs_done:
+        print(f"interrupted after {epochs_done} finished epochs: their checkpoint and pictures are in "
+              f"{os.path.abspath(out_dir)}; to go on, run the same command with --resume")
+    else:
+        print("interrupted before the first epoch ended: nothing was trained; run the same command to start again")
     sys.exit(130)
 
 
 def exit_cleanly(out_of_memory_hint):
-    """Decorate main() so that two faults end the run with a one-line message instead of a traceback.
+    """Decorate main() so that faults end the run with a one-line message instead of a traceback.
 
     Running out of memory, when the networks are built or while they train, names the options to
     lower (`out_of_memory_hint`); a Ctrl-C outside the training loop (which handles its own, see
-    CtrlC) exits with the usual status 130.
+    ctrl_c_stops_training) exits with the usual status 130; a closed output stops the run.
     """
     def decorate(main):
         @functools.wraps(main)
@@ -347,6 +450,8 @@ def exit_cleanly(out_of_memory_hint):
             except KeyboardInterrupt:
                 print("\ninterrupted", file=sys.stderr)
                 sys.exit(130)
+            except BrokenPipeError:
+                output_closed("stopped; every file written is whole")
             except RuntimeError as e:  # torch.OutOfMemoryError on CUDA; a plain RuntimeError on the CPU and MPS
                 if not (isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e)
                         or "can't allocate memory" in str(e)):
@@ -362,14 +467,26 @@ def exit_cleanly(out_of_memory_hint):
     return decorate
 
 
+# ----------------------------------------------------------------------------- saving, never half-written
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it to `path` only once writing succeeded."""
+    """Yield a temporary path beside `path`; rename it to `path` only once writing succeeded.
+
+    A write that fails (a full disk, say) ends the run with a one-line error that says what was kept.
+    """
     folder, name = os.path.split(path)
     tmp = os.path.join(folder, f".tmp.{name}")  # same folder, so the rename is atomic
     try:
         yield tmp
         os.replace(tmp, path)
+    # On a full disk torch.save raises a RuntimeError ("unexpected pos 576 vs 534"), the others an OSError.
+    except (OSError, RuntimeError) as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__} while saving"
+        free = shutil.disk_usage(folder or ".").free / 2 ** 20
+        sys.exit(f"error: {path} could not be written ({reason}; {free:.0f} MB free on its disk); "
+                 f"{what_is_kept(folder)}")
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -414,8 +531,9 @@ def save_figure(fig, path):
 
 
 def save_checkpoint(checkpoint, path):
+    """Save a plain dict as a checkpoint, with what --resume also needs: the random generators' state, the version."""
     with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        torch.save({**checkpoint, "rng": rng_state(), "version": CHECKPOINT_VERSION}, tmp)
 
 
 def save_csv(rows, path):

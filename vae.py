@@ -5,13 +5,16 @@
     python vae.py --sample 64          # 64 new images from the model trained above
     python vae.py --help               # every option
 
-The script follows the slides: settings, data, network, loss, training loop, visualisation.
+The file follows the slides, top to bottom: settings, data, network (the VAE, in models.py), loss,
+training loop, visualisation; main(), at the end, runs them in that order. What a run also needs
+(checkpoints, --resume, Ctrl-C, the progress bar, clear errors) lives in utils.py.
 """
 import argparse
 import math
 import os
-import sys
 import time
+
+import utils  # first: it makes a missing or mismatched package a one-line error
 
 import matplotlib.pyplot as plt
 import torch
@@ -19,7 +22,6 @@ from torch import distributions as dist
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
-import utils
 from models import VAE
 
 
@@ -52,41 +54,88 @@ def parse_args(argv=None):
                    help="go on from the checkpoint in --out-dir, up to --epochs epochs in all")
     p.add_argument("--sample", type=utils.positive(int), metavar="N",
                    help="do not train: decode N draws of z ~ N(0, I) with the model trained in --out-dir (its settings "
-                   "come from the checkpoint) into generated.png, and exit; a conditional model draws N of each "
-                   "class, a row each, or N of the class --label")
+                   "come from the checkpoint) into generated.png, and exit; a conditional model draws the classes in "
+                   "turn, ten to a row, or only the class --label")
     p.add_argument("--conditional", action="store_true",
                    help="train the conditional VAE (Sohn et al., 2015): the encoder and the decoder are also given "
                    "the class, so that z holds only the style, and a class can be asked for with --label")
     p.add_argument("--label", type=int, choices=range(utils.N_CLASSES), metavar="K",
-                   help=f"with --conditional: {utils.label_help()}; drawn by --sample, and the one class "
-                   "latent_space.png shows (z = 2)")
+                   help=f"with --sample, of a conditional model: {utils.label_help()}")
     return utils.one_line_errors(p).parse_args(argv)
 
 
-# ----------------------------------------------------------------------------- loss
-def compute_elbo(x, x_reconst, z_posterior, z_prior):
-    """The batch's mean ELBO, and its two parts: log p(x|z) and KL(q(z|x) || p(z)).
+# ----------------------------------------------------------------------------- data
+def load_data(args, device):
+    """The training and test images, held whole on the device in batches, and the class names."""
+    (train_images, train_labels), (test_images, test_labels), classes = utils.load_dataset(args.dataset, args.data_dir)
+    loader = utils.BatchLoader(train_images, train_labels, args.batch_size, device)
+    test_loader = utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False)
+    return loader, test_loader, classes
 
-    Fixes of the slide: the KL is taken of the `z_posterior` argument (the slide read a
-    global `z_dist`), and torch's closed-form KL carries the 1/2 that the slide's formula lacks.
-    """
+
+# ----------------------------------------------------------------------------- network
+# The slide's VAE (encoder, mu_net, sigma_net, decoder; encode and decode) is in models.py.
+
+
+# ----------------------------------------------------------------------------- loss
+def elbo_terms(x, x_reconst, z_posterior, z_prior):
+    """The ELBO's two terms for each image in the batch: log p(x|z) and KL(q(z|x) || p(z))."""
     # The Bernoulli log-likelihood of the pixels, sum_d x_d log x'_d + (1 - x_d) log(1 - x'_d),
     # finite even where the decoder outputs exactly 0 or 1.
     log_likelihood = utils.log_bernoulli(x, x_reconst).flatten(1).sum(1)
+    # In closed form, 1/2 sum_d (mu_d^2 + sigma_d^2 - log sigma_d^2 - 1) (Kingma & Welling, 2014,
+    # appendix B); the slide's formula lacks the 1/2, its code (kl_divergence) has it.
     kl = dist.kl_divergence(z_posterior, z_prior).sum(1)
-    return (log_likelihood - kl).mean(), log_likelihood.mean(), kl.mean()
+    return log_likelihood, kl
+
+
+def compute_elbo(x, x_reconst, z_posterior, z_prior):
+    """The slide's loss: the ELBO, log p(x|z) - KL(q(z|x) || p(z)), averaged over the batch.
+
+    Fixed from the slide: the KL is taken of the `z_posterior` argument (the slide read the
+    training loop's `z_dist`).
+    """
+    log_likelihood, kl = elbo_terms(x, x_reconst, z_posterior, z_prior)
+    return (log_likelihood - kl).mean()
+
+
+# ----------------------------------------------------------------------------- training loop
+def train(vae, optimizer, loader, z_prior):
+    """The slide's training loop, for one epoch. Returns each batch's loss, for the log and loss.png."""
+    losses = []
+    for x, y in loader:  # y, the class, is used only with --conditional
+        # (the slide's x = x.to(device) is not needed: the loader's batches are already on the device)
+        z_dist = vae.encode(x, y)
+        z = z_dist.rsample()  # reparameterised, so the gradient flows through the sample
+        x_reconst = vae.decode(z, y)
+
+        elbo = compute_elbo(x, x_reconst, z_dist, z_prior)
+        loss = -elbo
+
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())  # (for the log)
+    return torch.stack(losses)
 
 
 @torch.no_grad()
 def evaluate(vae, loader, z_prior):
-    """-ELBO over the whole loader in nats per image, with its reconstruction and KL parts."""
+    """The test pass: -ELBO over the whole loader in nats per image, with its reconstruction and KL parts."""
     totals = 0
     for x, y in loader:
         z_posterior = vae.encode(x, y)
         x_reconst = vae.decode(z_posterior.rsample(), y)
-        elbo, log_likelihood, kl = compute_elbo(x, x_reconst, z_posterior, z_prior)
-        totals = totals + torch.stack([-elbo, -log_likelihood, kl]) * len(x)
+        log_likelihood, kl = elbo_terms(x, x_reconst, z_posterior, z_prior)
+        totals = totals + torch.stack([kl - log_likelihood, -log_likelihood, kl]).sum(1)
     return (totals / len(loader.images)).tolist()
+
+
+def epoch_line(row, epochs):
+    """What each epoch prints: its row of metrics.csv in one line."""
+    return (f"epoch {row['epoch']:2d}/{epochs}  train -ELBO {row['train_neg_elbo']:6.1f}  test -ELBO "
+            f"{row['test_neg_elbo']:6.1f} (reconstruction {row['test_reconstruction']:6.1f} + KL {row['test_kl']:4.1f})"
+            f"  {row['seconds']:5.1f} s  {row['images_per_second']:6.0f} images/s")
 
 
 @torch.no_grad()
@@ -137,9 +186,12 @@ def plot_interpolation(vae, x_from, x_to, names_from, names_to, steps=11):
 
 
 def plot_loss(batch_losses, metrics):
+    """loss.png: every batch's loss, and each epoch's train and test -ELBO. `batch_losses` holds a tensor per
+    epoch, whose batches spread evenly over that epoch (their number changes with --batch-size on --resume)."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    steps = torch.arange(1, len(batch_losses) + 1) / (len(batch_losses) / len(metrics))
-    ax.plot(steps, batch_losses, lw=0.5, alpha=0.5, color="tab:blue", label="train, per batch")
+    steps = torch.cat([epoch - 1 + torch.arange(1, len(losses) + 1) / len(losses)
+                       for epoch, losses in enumerate(batch_losses, start=1)])
+    ax.plot(steps, torch.cat(batch_losses), lw=0.5, alpha=0.5, color="tab:blue", label="train, per batch")
     epochs = [m["epoch"] for m in metrics]
     # An epoch's train mean averages the whole epoch, so it sits at the epoch's middle.
     ax.plot([e - 0.5 for e in epochs], [m["train_neg_elbo"] for m in metrics], "o-", color="tab:blue",
@@ -147,7 +199,8 @@ def plot_loss(batch_losses, metrics):
     ax.plot(epochs, [m["test_neg_elbo"] for m in metrics], "s-", color="tab:orange", label="test, after the epoch")
     # The first batches (over 500 nats) would squash the rest of the curve.
     top = 1.3 * max(metrics[0]["train_neg_elbo"], metrics[0]["test_neg_elbo"])
-    ax.set_ylim(0.95 * min(batch_losses.min().item(), min(m["test_neg_elbo"] for m in metrics)), top)
+    bottom = min(torch.cat(batch_losses).min().item(), min(m["test_neg_elbo"] for m in metrics))
+    ax.set_ylim(0.95 * bottom, top)
     ax.set(xlabel="epoch", ylabel="-ELBO (nats per image)", title="VAE loss")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -200,6 +253,44 @@ def plot_latent_scatter(vae, loader, classes):
     return fig
 
 
+def fixed_inputs(test_loader, z_dim, conditional, device):
+    """What every epoch's pictures show, the same each time so that they compare: 32 test images to
+    reconstruct, the first test image of each class (reconstruction_progress.png), the noise to decode."""
+    first_of_each = [test_loader.labels.tolist().index(c) for c in range(utils.N_CLASSES)]
+    return {"shown": (test_loader.images[:32].unsqueeze(1).float() / 255, test_loader.labels[:32]),
+            "progress": (test_loader.images[first_of_each].unsqueeze(1).float() / 255, test_loader.labels[first_of_each]),
+            "noise": utils.noise_for_pictures(z_dim, conditional, device)}
+
+
+@torch.no_grad()
+def draw_epoch(vae, fixed, epoch, out_dir):
+    """reconstruction_XX.png and samples_XX.png; returns this epoch's row of reconstruction_progress.png."""
+    (shown_x, shown_y), (progress_x, progress_y), (sample_z, sample_y) = fixed.values()
+    utils.save_grid(interleave_rows(shown_x, vae.decode(vae.encode(shown_x, shown_y).mean, shown_y), 8),
+                    os.path.join(out_dir, f"reconstruction_{epoch:02d}.png"), nrow=8)
+    utils.save_grid(vae.decode(sample_z, sample_y), os.path.join(out_dir, f"samples_{epoch:02d}.png"), nrow=8)
+    return vae.decode(vae.encode(progress_x, progress_y).mean, progress_y).cpu()
+
+
+def draw_final_pictures(vae, checkpoint, fixed, test_loader, classes, out_dir):
+    """The pictures of the whole run, from the model and records of its last checkpoint."""
+    config, (progress_x, _), (sample_z, _) = checkpoint["config"], fixed["progress"], fixed["noise"]
+    utils.save_figure(plot_reconstruction_progress(progress_x.cpu(), classes, checkpoint["progress"]),
+                      os.path.join(out_dir, "reconstruction_progress.png"))
+    utils.save_figure(plot_loss(checkpoint["batch_losses"], checkpoint["metrics"]), os.path.join(out_dir, "loss.png"))
+    if config["conditional"]:
+        utils.save_figure(utils.plot_class_grid(vae.decode, sample_z[:8], classes),
+                          os.path.join(out_dir, "class_grid.png"))
+    else:  # each class's first test image, to the next class's: 0 to 1, 1 to 2, ..., 9 to 0
+        utils.save_figure(plot_interpolation(vae, progress_x, progress_x.roll(-1, 0), classes, classes[1:] + classes[:1]),
+                          os.path.join(out_dir, "interpolation.png"))
+    if config["z_dim"] == 2:  # a conditional model gets a plane of styles for each class
+        labels = range(len(classes)) if config["conditional"] else [None]
+        utils.save_figure(plot_latent_space(vae, progress_x.device, classes, labels),
+                          os.path.join(out_dir, "latent_space.png"))
+        utils.save_figure(plot_latent_scatter(vae, test_loader, classes), os.path.join(out_dir, "latent_scatter.png"))
+
+
 @torch.no_grad()
 def sample(checkpoint_path, n, label, device):
     """--sample: rebuild the trained VAE from its checkpoint and decode n draws of z ~ N(0, I)."""
@@ -215,6 +306,13 @@ def sample(checkpoint_path, n, label, device):
           f"{os.path.abspath(path)}")
 
 
+# ----------------------------------------------------------------------------- main: the slides in order
+def checkpoint_of(vae, optimizer, args, epoch, records):
+    """The checkpoint, a plain dict: the model, the optimizer, the settings, the epochs done and their records."""
+    return {"script": "vae.py", "model": vae.state_dict(), "optimizer": optimizer.state_dict(), "config": vars(args),
+            "epoch": epoch, **records}
+
+
 @utils.exit_cleanly("--batch-size, --hidden-dim or --z-dim (with --sample: N)")
 def main(argv=None):
     args = parse_args(argv)
@@ -223,127 +321,51 @@ def main(argv=None):
     checkpoint_path = os.path.join(args.out_dir, "vae.pt")
     if args.sample:
         return sample(checkpoint_path, args.sample, args.label, device)
-    if args.label is not None and not args.conditional:
-        sys.exit("error: --label goes with --conditional (or with --sample, to ask a conditional model for a class)")
-    checkpoint = (utils.load_checkpoint(checkpoint_path, "vae.py", args,
-                                        ["dataset", "z_dim", "hidden_dim", "conditional"])
-                  if args.resume else None)
+    checkpoint = utils.start_run("vae.py", args, ["dataset", "z_dim", "hidden_dim", "conditional", "seed"])
 
-    # ------------------------------------------------------------------------- data
-    (train_images, train_labels), (test_images, test_labels), classes = utils.load_dataset(args.dataset, args.data_dir)
-    utils.prepare_out_dir(args.out_dir)  # only now: bad input above leaves nothing behind
-    loader = utils.BatchLoader(train_images, train_labels, args.batch_size, device)
-    test_loader = utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False)
+    loader, test_loader, classes = load_data(args, device)
 
-    # ------------------------------------------------------------------------- network
     # --conditional: the encoder and the decoder also get the class, as a one-hot vector (see models.py).
     vae = VAE(utils.X_SHAPE, args.z_dim, args.hidden_dim, n_classes=utils.N_CLASSES * args.conditional).to(device)
     # fused: one kernel updates every parameter, instead of about ten passes over each.
     optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr, fused=True)
+    # Adam's running averages of tiny gradients become subnormal floats, which a CPU handles up to a
+    # hundred times slower; rounding them to zero costs nothing in accuracy.
+    torch.set_flush_denormal(True)
     z_prior = dist.Normal(torch.zeros(args.z_dim, device=device), torch.ones(args.z_dim, device=device))
+    fixed = fixed_inputs(test_loader, args.z_dim, args.conditional, device)
 
-    # Fixed inputs for the pictures, so that every epoch shows the same digits and noise.
-    shown_x, shown_y = test_loader.images[:32].unsqueeze(1).float() / 255, test_loader.labels[:32]
-    first_of_each = [test_labels.tolist().index(c) for c in range(len(classes))]
-    progress_x = test_loader.images[first_of_each].unsqueeze(1).float() / 255
-    progress_y = test_loader.labels[first_of_each]
-    sample_z, sample_y = utils.noise_for_pictures(args.z_dim, args.conditional, device)
-
-    # What the figures need from earlier epochs; with --resume, it comes from the checkpoint.
-    metrics, batch_losses, progress = [], [], []
-
-    def save_checkpoint(epoch):
-        utils.save_checkpoint({"script": "vae.py", "model": vae.state_dict(), "optimizer": optimizer.state_dict(),
-                               "config": vars(args), "epoch": epoch, "rng": utils.rng_state(), "metrics": metrics,
-                               "batch_losses": torch.stack(batch_losses).cpu() if batch_losses else torch.zeros(0),
-                               "progress": progress}, checkpoint_path)
-
-    if checkpoint:
+    records = {"metrics": [], "batch_losses": [], "progress": []}  # what the final pictures need of each epoch
+    if checkpoint:  # --resume
         vae.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        metrics, progress = checkpoint["metrics"], checkpoint["progress"]
-        batch_losses = list(checkpoint["batch_losses"].to(device))
+        utils.load_optimizer(optimizer, checkpoint["optimizer"])
+        records = {key: checkpoint[key] for key in records}
         utils.set_rng_state(checkpoint["rng"])  # the same batches and noise as an uninterrupted run
-    else:
-        save_checkpoint(0)  # so that even a run stopped in its first epoch can be resumed
+    utils.prepare_out_dir(args.out_dir, "vae.py", args.resume)  # only now: bad input above leaves nothing behind
+    if not checkpoint:
+        utils.save_checkpoint(checkpoint_of(vae, optimizer, args, 0, records), checkpoint_path)
 
-    # ------------------------------------------------------------------------- training loop
-    with utils.CtrlC() as ctrl_c:  # the first Ctrl-C stops the loop after the current batch
-        for epoch in range(len(metrics) + 1, args.epochs + 1):  # len(metrics): the epochs already done
+    with utils.ctrl_c_stops_training() as stop:
+        for epoch in range(len(records["metrics"]) + 1, args.epochs + 1):
             start = time.perf_counter()
-            total = 0
-            epoch_losses = []
-            # disable=None: a bar in a terminal only; a log file gets just the line per epoch below.
-            bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, disable=None)
-            for i, (x, y) in enumerate(bar):  # y, the class labels, are used only with --conditional
-                z_dist = vae.encode(x, y)
-                z = z_dist.rsample()  # reparameterised, so the gradient flows through the sample
-                x_reconst = vae.decode(z, y)
+            losses = train(vae, optimizer, utils.progress_bar(loader, epoch, args.epochs), z_prior)
+            utils.stop_if_not_finite(losses, epoch)
+            test_neg_elbo, test_reconstruction, test_kl = evaluate(vae, test_loader, z_prior)
+            records["progress"].append(draw_epoch(vae, fixed, epoch, args.out_dir))
+            records["batch_losses"].append(losses.cpu())
+            records["metrics"].append({"epoch": epoch, "train_neg_elbo": loader.mean_over_images(losses).item(),
+                                       "test_neg_elbo": test_neg_elbo, "test_reconstruction": test_reconstruction,
+                                       "test_kl": test_kl, **utils.speed(start, len(loader.images))})
+            utils.end_epoch(checkpoint_of(vae, optimizer, args, epoch, records), checkpoint_path,
+                            epoch_line(records["metrics"][-1], args.epochs))
 
-                elbo, _, _ = compute_elbo(x, x_reconst, z_dist, z_prior)
-                loss = -elbo
-
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-
-                epoch_losses.append(loss.detach())
-                total = total + loss.detach() * len(x)
-                if i % 20 == 0:  # reading the loss waits for the GPU, so not on every batch
-                    utils.stop_if_not_finite(epoch_losses, epoch)
-                    bar.set_postfix(loss=f"{loss.item():.1f}")
-                if ctrl_c.pressed:
-                    break
-            if ctrl_c.pressed:  # the unfinished epoch is dropped: --resume starts it again
-                break
-            utils.stop_if_not_finite(epoch_losses, epoch)
-            batch_losses += epoch_losses
-
-            # --------------------------------------------------------------------- visualisation, per epoch
-            with torch.no_grad():
-                test_neg_elbo, test_reconst, test_kl = evaluate(vae, test_loader, z_prior)
-                utils.save_grid(interleave_rows(shown_x, vae.decode(vae.encode(shown_x, shown_y).mean, shown_y), 8),
-                                os.path.join(args.out_dir, f"reconstruction_{epoch:02d}.png"), nrow=8)
-                utils.save_grid(vae.decode(sample_z, sample_y), os.path.join(args.out_dir, f"samples_{epoch:02d}.png"),
-                                nrow=8)
-                progress.append(vae.decode(vae.encode(progress_x, progress_y).mean, progress_y).cpu())
-            seconds = time.perf_counter() - start
-            metrics.append({"epoch": epoch, "train_neg_elbo": total.item() / len(loader.images),
-                            "test_neg_elbo": test_neg_elbo, "test_reconstruction": test_reconst,
-                            "test_kl": test_kl, "seconds": seconds,
-                            "images_per_second": len(loader.images) / seconds})
-            print(f"epoch {epoch:2d}/{args.epochs}  train -ELBO {metrics[-1]['train_neg_elbo']:6.1f}  "
-                  f"test -ELBO {test_neg_elbo:6.1f} (reconstruction {test_reconst:6.1f} + KL {test_kl:4.1f})  "
-                  f"{seconds:5.1f} s  {len(loader.images) / seconds:6.0f} images/s", flush=True)
-            utils.save_csv(metrics, os.path.join(args.out_dir, "metrics.csv"))
-            save_checkpoint(epoch)
-
-    # ------------------------------------------------------------------------- visualisation, at the end
-    if not metrics:  # stopped before the first epoch ended
-        utils.exit_interrupted(args.out_dir, 0)
-    utils.save_figure(plot_reconstruction_progress(progress_x.cpu(), classes, progress),
-                      os.path.join(args.out_dir, "reconstruction_progress.png"))
-    utils.save_figure(plot_loss(torch.stack(batch_losses).cpu(), metrics),
-                      os.path.join(args.out_dir, "loss.png"))
-    if args.conditional:
-        utils.save_figure(utils.plot_class_grid(vae.decode, sample_z[:8], classes),
-                          os.path.join(args.out_dir, "class_grid.png"))
-    else:  # each class's first test image, to the next class's: 0 to 1, 1 to 2, ..., 9 to 0
-        next_classes = classes[1:] + classes[:1]
-        utils.save_figure(plot_interpolation(vae, progress_x, progress_x.roll(-1, 0), classes, next_classes),
-                          os.path.join(args.out_dir, "interpolation.png"))
-    if args.z_dim == 2:
-        # latent_space.png: the slides' one panel, or one per class, or one for the --label class
-        labels = range(len(classes)) if args.conditional else [None]
-        if args.label is not None:  # (given only with --conditional: checked above)
-            labels = [args.label]
-        utils.save_figure(plot_latent_space(vae, device, classes, labels),
-                          os.path.join(args.out_dir, "latent_space.png"))
-        utils.save_figure(plot_latent_scatter(vae, test_loader, classes),
-                          os.path.join(args.out_dir, "latent_scatter.png"))
-    if ctrl_c.pressed:
-        utils.exit_interrupted(args.out_dir, len(metrics))
-    print(f"final test -ELBO {metrics[-1]['test_neg_elbo']:.1f} nats per image")
+    checkpoint = utils.last_checkpoint(checkpoint_path, "vae.py")  # the last finished epoch, even after Ctrl-C
+    vae.load_state_dict(checkpoint["model"])
+    if checkpoint["epoch"]:
+        draw_final_pictures(vae, checkpoint, fixed, test_loader, classes, args.out_dir)
+    if stop.pressed:
+        utils.exit_interrupted(args.out_dir, checkpoint["epoch"])
+    print(f"final test -ELBO {checkpoint['metrics'][-1]['test_neg_elbo']:.1f} nats per image")
     if args.iw_samples:
         neg_log_likelihood = estimate_neg_log_likelihood(vae, test_loader, z_prior, args.iw_samples)
         print(f"final test -log p(x{'|y' if args.conditional else ''}) <= {neg_log_likelihood:.1f} nats per image "

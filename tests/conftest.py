@@ -1,8 +1,11 @@
 """Shared by the tests: tiny MNIST files, the real datasets when present, running a script's main().
 
 `python -m pytest` runs the fast tests (tiny data made here, about a minute on 2 cores);
-`python -m pytest -m slow` runs the ones that train on the real MNIST in ../shared/data.
+`python -m pytest -m slow` runs the ones that train on the real MNIST: from data/, where the
+scripts download it, or else from ../shared/data. They are skipped where neither holds it, except
+in CI (CI set), where that is an error: there the slow tests must run.
 """
+import argparse
 import contextlib
 import importlib
 import io
@@ -23,15 +26,39 @@ sys.path.insert(0, str(ROOT))  # import models, utils, vae and gan from the repo
 import digits  # noqa: E402  (tests/digits.py, which imports utils)
 import utils  # noqa: E402
 
-# The real MNIST and Fashion-MNIST, kept beside the repository on the machines that develop and test it.
-REAL_DATA = ROOT.parent / "shared" / "data"
-needs_real_mnist = pytest.mark.skipif(not (REAL_DATA / "MNIST" / "raw").is_dir(),
-                                      reason=f"the real MNIST is not in {REAL_DATA}")
-needs_real_fashion_mnist = pytest.mark.skipif(not (REAL_DATA / "FashionMNIST" / "raw").is_dir(),
-                                              reason=f"the real Fashion-MNIST is not in {REAL_DATA}")
+
+
+def real_data(folder):
+    """The --data-dir that holds the real `folder` (MNIST or FashionMNIST): data/, where the scripts download it,
+    or ../shared/data, kept beside the repository on the machines that develop and test it; None if neither."""
+    for data_dir in [ROOT / "data", ROOT.parent / "shared" / "data"]:
+        if all((data_dir / folder / "raw" / name).is_file() for name in utils.RAW_FILES):
+            return data_dir
+    return None
+
+
+def require_real(folder):
+    """The --data-dir of the real `folder`, or skip the test; in CI a missing data set fails it instead."""
+    data_dir = real_data(folder)
+    if data_dir is None:
+        why = f"the real {folder} is in neither {ROOT / 'data'} nor {ROOT.parent / 'shared' / 'data'}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{why}, and CI must run the slow tests")
+        pytest.skip(why)
+    return data_dir
+
+
+@pytest.fixture
+def real_mnist():
+    return require_real("MNIST")
+
+
+@pytest.fixture
+def real_fashion_mnist():
+    return require_real("FashionMNIST")
 
 SCRIPTS = ["vae.py", "gan.py"]
-CHECKPOINT = {"vae.py": "vae.pt", "gan.py": "gan.pt"}  # what each script saves in --out-dir
+CHECKPOINT = utils.CHECKPOINT  # what each script saves in --out-dir
 TINY = ["--epochs", 1, "--batch-size", 50, "--device", "cpu"]  # a run of a few batches on tiny data
 
 # Any download attempt in a separate process goes to a closed local port and fails at once.
@@ -83,9 +110,10 @@ def make_tiny_mnist(root, n_train=300, n_test=100, folder="MNIST", seed=0):
 
 @pytest.fixture(scope="session")
 def tiny_mnist(tmp_path_factory):
-    """A --data-dir with a tiny MNIST and a tiny Fashion-MNIST of other random images."""
+    """A --data-dir with a tiny MNIST (300 training images) and a tiny Fashion-MNIST (200, of other random
+    images), so that a test can tell which one a run read."""
     root = make_tiny_mnist(tmp_path_factory.mktemp("data"))
-    return make_tiny_mnist(root, folder="FashionMNIST", seed=1)
+    return make_tiny_mnist(root, n_train=200, folder="FashionMNIST", seed=1)
 
 
 @pytest.fixture(scope="session")
@@ -154,5 +182,20 @@ def digit_classifiers():
     """(the five classifiers, the 10,000 real test digits as (N, 1, 28, 28) floats, their labels), for the slow
     tests. The classifiers are trained once a session, on the real MNIST: about 6 minutes on 2 cores.
     """
-    _, (images, labels), _ = utils.load_dataset("mnist", REAL_DATA)
-    return digits.train_digit_classifiers(REAL_DATA), images.unsqueeze(1).float() / 255, labels
+    data_dir = require_real("MNIST")
+    _, (images, labels), _ = utils.load_dataset("mnist", data_dir)
+    return digits.train_digit_classifiers(data_dir), images.unsqueeze(1).float() / 255, labels
+
+
+def parser_of(script, monkeypatch):
+    """The argparse parser that `script`'s main() builds, caught as it parses."""
+    caught = []
+
+    def catch(parser, args=None, namespace=None):
+        caught.append(parser)
+        raise SystemExit(0)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", catch)
+    with pytest.raises(SystemExit):
+        importlib.import_module(script.removesuffix(".py")).main([])
+    monkeypatch.undo()
+    return caught[0]

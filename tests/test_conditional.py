@@ -1,7 +1,7 @@
 """--conditional: the class-conditional VAE and GAN, on tiny data; their class shares on the real MNIST (slow)."""
 import pytest
 import torch
-from conftest import CHECKPOINT, REAL_DATA, SCRIPTS, TINY, error_of, grey_pixels, needs_real_mnist, run
+from conftest import CHECKPOINT, SCRIPTS, TINY, error_of, grey_pixels, run
 from PIL import Image
 from torch import nn
 
@@ -132,23 +132,24 @@ def test_the_class_grid_has_a_row_per_class_named_and_the_same_noise_in_each_col
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_sample_with_a_label_draws_that_class_and_without_one_a_row_per_class(script, conditional, tmp_path):
+@pytest.mark.parametrize("n,label,columns", [(12, None, 10), (4, 7, 2)])
+def test_sample_draws_n_images_of_the_label_or_else_of_the_classes_in_turn_a_column_each(script, n, label, columns,
+                                                                                           conditional, tmp_path):
     (tmp_path / CHECKPOINT[script]).write_bytes((conditional[script] / CHECKPOINT[script]).read_bytes())
-    sample = ["--out-dir", tmp_path, "--data-dir", tmp_path / "no-data", "--device", "cpu", "--sample"]
-    run(script, *sample, 6)
-    assert Image.open(tmp_path / "generated.png").size == (6 * 30 + 2, 10 * 30 + 2)
-
-    run(script, *sample, 4, "--label", 7)
+    result = run(script, "--out-dir", tmp_path, "--data-dir", tmp_path / "no-data", "--device", "cpu", "--sample", n,
+                 *(["--label", label] if label is not None else []))
+    assert f"{n} images" in result.stdout
     checkpoint = torch.load(tmp_path / CHECKPOINT[script], weights_only=True)
-    config = checkpoint["config"]
     torch.manual_seed(0)  # the sampling run's seed: it builds the network, then draws z
     generate = generator_of(script, checkpoint)
+    classes = torch.arange(n) % 10 if label is None else torch.full((n,), label)
     with torch.no_grad():
-        expected = generate(torch.randn(4, config["z_dim"]), torch.full((4,), 7))
+        expected = generate(torch.randn(n, checkpoint["config"]["z_dim"]), classes)
     grid = grey_pixels(Image.open(tmp_path / "generated.png")).float() / 255
-    assert grid.shape == (62, 62)
-    for i in range(4):
-        cell = grid[2 + 30 * (i // 2):30 + 30 * (i // 2), 2 + 30 * (i % 2):30 + 30 * (i % 2)]
+    rows = -(-n // columns)
+    assert grid.shape == (rows * 30 + 2, columns * 30 + 2)
+    for i in range(n):
+        cell = grid[2 + 30 * (i // columns):30 + 30 * (i // columns), 2 + 30 * (i % columns):30 + 30 * (i % columns)]
         assert torch.allclose(cell, expected[i, 0], atol=1 / 255)
 
 
@@ -160,8 +161,9 @@ def test_label_errors_are_one_line(script, trained, conditional, tmp_path):
     message = error_of(script, *sample, "--label", 3)  # an unconditional model
     assert "--label" in message and "without --conditional" in message
     assert not (trained[script] / "generated.png").exists()
-    message = error_of(script, "--data-dir", tmp_path, "--out-dir", tmp_path / "out", "--label", 3)
-    assert message.startswith("error: --label goes with")
+    for training in [[], ["--conditional"]]:  # one rule for both scripts: --label goes with --sample only
+        message = error_of(script, "--data-dir", tmp_path, "--out-dir", tmp_path / "out", "--label", 3, *training)
+        assert message.startswith("error: --label goes with --sample")
 
 
 def test_help_lists_the_class_names():
@@ -206,13 +208,12 @@ def share_of_the_class_asked_for(nets, generate, z_dim, n=1000):
 
 
 @pytest.mark.slow
-@needs_real_mnist
 # z = 20 needs 20 epochs: after 10, a draw of z from the prior still carries some class of its own, and
 # the VAE draws the digit asked for 93.8% of the time (1s: 91.0%); after 20, 97.0% (8s: 95.6%).
 @pytest.mark.parametrize("script,options", [("vae.py", ["--z-dim", 20, "--epochs", 20]), ("gan.py", [])])
-def test_a_conditional_model_draws_the_digit_asked_for(script, options, digit_classifiers, tmp_path):
+def test_a_conditional_model_draws_the_digit_asked_for(script, options, digit_classifiers, real_mnist, tmp_path):
     nets, _, _ = digit_classifiers
-    run(script, "--data-dir", REAL_DATA, "--out-dir", tmp_path, "--device", "cpu", "--conditional", *options)
+    run(script, "--data-dir", real_mnist, "--out-dir", tmp_path, "--device", "cpu", "--conditional", *options)
     checkpoint = torch.load(tmp_path / CHECKPOINT[script], weights_only=True)
     config = checkpoint["config"]
     generate = generator_of(script, checkpoint)

@@ -238,22 +238,22 @@ def wait_for_epochs(process, n):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume_and_a_second_quits_at_once(script, tiny_mnist,
-                                                                                       tmp_path):
-    # Two runs side by side (starting Python and torch is most of a test's time): one gets Ctrl-C once, one twice.
-    once, twice = (start(script, tiny_mnist, tmp_path / name, "--epochs", 1000) for name in ["once", "twice"])
-    wait_for_epochs(twice, 1)
-    twice.send_signal(signal.SIGINT)
-    twice.send_signal(signal.SIGINT)
-    wait_for_epochs(once, 2)
-    once.send_signal(signal.SIGINT)
+def test_ctrl_c_or_a_closed_output_keep_the_finished_epochs_and_say_so_in_one_line(script, tiny_mnist, tmp_path):
+    # Two runs side by side (starting Python and torch is most of a test's time): one gets Ctrl-C, the
+    # other's output is closed after its first epoch, as by `python vae.py --epochs 1000 | head -2`.
+    out, piped = tmp_path / "out", tmp_path / "piped"
+    process, closed = (start(script, tiny_mnist, folder, "--epochs", 1000) for folder in [out, piped])
+    first_lines = [closed.stdout.readline() for _ in range(2)]  # the device, then epoch 1
+    assert first_lines[1].startswith("epoch  1/1000")
+    closed.stdout.close()
+    wait_for_epochs(process, 2)
+    process.send_signal(signal.SIGINT)
 
-    stdout, stderr = once.communicate(timeout=60)
-    assert once.returncode == 130, stderr
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "%|" not in stderr  # the output is not a terminal: no progress bar
     assert "--resume" in stdout
-    out = tmp_path / "once"
     checkpoint = torch.load(out / CHECKPOINT[script], weights_only=True)
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert checkpoint["epoch"] == len(rows) >= 2
@@ -261,13 +261,20 @@ def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume_and_a_second_quits_
     assert (out / "loss.png").exists()
     assert_every_file_is_whole(out)
 
-    twice.communicate(timeout=60)
-    assert twice.returncode == 130
-    assert_every_file_is_whole(tmp_path / "twice")
+    # The closed output stopped the other run at the next epoch's line, printed after its checkpoint was saved.
+    closed.wait(timeout=60)
+    stderr = closed.stderr.read()
+    assert closed.returncode == 1 and "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "the output was closed" in stderr, stderr
+    epoch = torch.load(piped / CHECKPOINT[script], weights_only=True)["epoch"]
+    assert 2 <= epoch < 1000 and stderr.strip().endswith(f"the checkpoint of epoch {epoch} is kept whole in "
+                                                         f"{piped / CHECKPOINT[script]}")
+    assert_every_file_is_whole(piped)
 
     # ...and --resume goes on from where the first stopped.
     result = run(script, "--data-dir", tiny_mnist, "--out-dir", out, "--batch-size", 10, "--device", "cpu",
                  "--epochs", len(rows) + 1, "--resume")
+    assert f"going on from epoch {len(rows)}" in result.stdout
     assert f"epoch {len(rows) + 1:2d}/{len(rows) + 1}" in result.stdout
     assert torch.load(out / CHECKPOINT[script], weights_only=True)["epoch"] == len(rows) + 1
 
@@ -296,6 +303,51 @@ def test_sigkill_at_any_moment_leaves_only_whole_files(script, tiny_mnist, train
         process.communicate()
         assert process.returncode == -signal.SIGKILL
         assert_every_file_is_whole(out)
+
+
+def test_a_missing_or_mismatched_package_is_a_one_line_error(tmp_path):
+    # As PyPI's torchvision fails to import beside a torch built for the CPU elsewhere (here, torch itself fails:
+    # faster, and caught alike).
+    (tmp_path / "torch.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    result = subprocess.run([sys.executable, "vae.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            env={**OFFLINE_ENV, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("error: operator torchvision::nms does not exist; install what the scripts need "
+                                     "with: pip install -r requirements.txt")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_full_disk_ends_in_one_line_that_says_the_last_epochs_checkpoint_is_kept(script, tiny_mnist, tmp_path,
+                                                                                   monkeypatch):
+    saved = []
+    real_save = torch.save
+
+    def save_until_the_disk_is_full(checkpoint, path):  # epochs 0 and 1 fit; epoch 2 fails as torch.save does
+        if len(saved) == 2:
+            open(path, "wb").write(b"half a checkpoint")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+        saved.append(checkpoint["epoch"])
+        real_save(checkpoint, path)
+    monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--epochs", 3)
+    monkeypatch.undo()
+    checkpoint = tmp_path / CHECKPOINT[script]
+    assert message.startswith(f"error: {checkpoint} could not be written (RuntimeError while saving; ")
+    assert message.endswith(f"the checkpoint of epoch 1 is kept whole in {checkpoint}")
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
+    assert len(list(csv.DictReader(open(tmp_path / "metrics.csv")))) == 1  # never ahead of the checkpoint
+    assert_every_file_is_whole(tmp_path)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_picture_that_cannot_be_written_ends_in_one_line(script, tiny_mnist, tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(utils, "save_image", full_disk)  # the first epoch's samples_01.png
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY)
+    assert "could not be written (No space left on device; " in message
+    assert message.endswith(f"the checkpoint of epoch 0 is kept whole in {tmp_path / CHECKPOINT[script]}")
 
 
 def test_a_one_line_error_reaches_the_terminal_as_one_line_with_exit_status_1(tmp_path):
@@ -339,3 +391,58 @@ def assert_identical(a, b, where):
         assert torch.equal(a, b), where
     else:
         assert a == b, where
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resume_applies_a_new_learning_rate_and_says_so(script, tiny_mnist, trained, tmp_path):
+    shutil.copy(trained[script] / CHECKPOINT[script], tmp_path)  # one epoch of TINY
+    result = run(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--epochs", 2, "--resume",
+                 "--lr", "1e-4", *(["--betas", "0.5", "0.9"] if script == "gan.py" else []))
+    assert "going on from epoch 1, with --lr 0.0001 (was 0.001)" in result.stdout
+    checkpoint = torch.load(tmp_path / CHECKPOINT[script], weights_only=True)
+    optimizers = ["optimizer"] if script == "vae.py" else ["g_optimizer", "d_optimizer"]
+    for optimizer in optimizers:  # what the second epoch's steps used
+        assert [group["lr"] for group in checkpoint[optimizer]["param_groups"]] == [1e-4]
+    if script == "gan.py":
+        assert "--betas [0.5, 0.9] (was [0.0, 0.99])" in result.stdout
+        assert all(group["betas"] == (0.5, 0.9) for o in optimizers for group in checkpoint[o]["param_groups"])
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resume_refuses_another_seed_and_a_checkpoint_of_the_previous_format(script, tiny_mnist, trained, tmp_path):
+    shutil.copy(trained[script] / CHECKPOINT[script], tmp_path)
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, "--epochs", 2, "--resume",
+                       "--seed", 5)
+    assert "--seed" in message and "cannot change" in message
+    checkpoint = torch.load(tmp_path / CHECKPOINT[script], weights_only=True)
+    del checkpoint["version"]  # as the scripts wrote it before their records changed
+    torch.save(checkpoint, tmp_path / CHECKPOINT[script])
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, "--epochs", 2, "--resume")
+    assert "written by an older" in message and "without --resume" in message
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_fresh_run_replaces_the_earlier_run_in_its_folder_saying_so(script, tiny_mnist, trained, tmp_path):
+    shutil.copytree(trained[script], tmp_path, dirs_exist_ok=True)
+    shutil.copy(tmp_path / "samples_01.png", tmp_path / "samples_02.png")  # as if the earlier run had gone on
+    (tmp_path / "notes.txt").write_text("the user's own")
+    before = {p.name for p in tmp_path.iterdir()}
+    result = run(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY)
+    line = result.stdout.splitlines()[1]  # after the device
+    pictures = len([name for name in before if name.endswith((".png", ".gif"))])
+    assert line == f"replacing the earlier run in {tmp_path}: deleting {CHECKPOINT[script]}, metrics.csv and " \
+                   f"{pictures} pictures"
+    after = {p.name for p in tmp_path.iterdir()}
+    assert "samples_02.png" in before and "samples_02.png" not in after and "notes.txt" in after
+    assert len(list(csv.DictReader(open(tmp_path / "metrics.csv")))) == 1
+    assert torch.load(tmp_path / CHECKPOINT[script], weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_an_out_dir_holding_the_other_scripts_results_is_refused(script, tiny_mnist, trained):
+    other = "gan.py" if script == "vae.py" else "vae.py"
+    before = {p.name: p.stat().st_mtime for p in trained[other].iterdir()}
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", trained[other], *TINY)
+    assert message == f"error: --out-dir {trained[other]} holds the results of {other} ({CHECKPOINT[other]}); " \
+                      f"pass another --out-dir"
+    assert {p.name: p.stat().st_mtime for p in trained[other].iterdir()} == before
