@@ -55,7 +55,8 @@ def parse_args(argv=None):
                    "overshoot each other")
     p.add_argument("--r1-gamma", type=utils.positive(float, zero_ok=True), default=1.0, metavar="GAMMA",
                    help="weight of the R1 penalty on D's slope at real images, which keeps D from overpowering G "
-                   "(without it, G collapses onto a few digits: half its samples are 1s); 0 turns it off, as on the slides")
+                   "(without it, G collapses onto a few digits: half its samples are 1s); 0 turns it off, as on the "
+                   "slides")
     p.add_argument("--ema-decay", type=below_one, default=0.999, metavar="DECAY",
                    help="the pictures, --sample and the checkpoint's 'g' use a moving average of G's weights that "
                    "moves 1 - DECAY of the way to G after each step; 0 turns averaging off (the slides)")
@@ -240,7 +241,8 @@ def draw_final_pictures(g_ema, checkpoint, fixed_z, classes, out_dir):
     """The pictures of the whole run, from the averaged G and the records of its last checkpoint."""
     grids, done = checkpoint["grids"], checkpoint["epoch"]
     # As the slides' figure: before training, after the first epoch, half-way, and at the end.
-    utils.save_figure(plot_progress(grids, sorted({0, 1, (done + 1) // 2, done})), os.path.join(out_dir, "progress.png"))
+    shown = sorted({0, 1, (done + 1) // 2, done})
+    utils.save_figure(plot_progress(grids, shown), os.path.join(out_dir, "progress.png"))
     save_progress_gif(grids, os.path.join(out_dir, "progress.gif"))
     utils.save_figure(plot_loss(checkpoint["metrics"]), os.path.join(out_dir, "loss.png"))
     if checkpoint["config"]["conditional"]:
@@ -315,6 +317,7 @@ def main(argv=None):
         utils.save_checkpoint(checkpoint_of(g, g_ema, d, g_optimizer, d_optimizer, args, 0, records), checkpoint_path)
         utils.save_grid(records["grids"][0], os.path.join(args.out_dir, "samples_00.png"), nrow=8)
 
+    # Each epoch: the slide's loop, then the epoch's pictures, its checkpoint, its line. Ctrl-C stops at once.
     with utils.ctrl_c_stops_training() as stop:
         for epoch in range(len(records["metrics"]) + 1, args.epochs + 1):
             start = time.perf_counter()

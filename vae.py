@@ -256,9 +256,9 @@ def plot_latent_scatter(vae, loader, classes):
 def fixed_inputs(test_loader, z_dim, conditional, device):
     """What every epoch's pictures show, the same each time so that they compare: 32 test images to
     reconstruct, the first test image of each class (reconstruction_progress.png), the noise to decode."""
-    first_of_each = [test_loader.labels.tolist().index(c) for c in range(utils.N_CLASSES)]
-    return {"shown": (test_loader.images[:32].unsqueeze(1).float() / 255, test_loader.labels[:32]),
-            "progress": (test_loader.images[first_of_each].unsqueeze(1).float() / 255, test_loader.labels[first_of_each]),
+    images, labels = test_loader.images.unsqueeze(1).float() / 255, test_loader.labels
+    first_of_each = [labels.tolist().index(c) for c in range(utils.N_CLASSES)]
+    return {"shown": (images[:32], labels[:32]), "progress": (images[first_of_each], labels[first_of_each]),
             "noise": utils.noise_for_pictures(z_dim, conditional, device)}
 
 
@@ -282,8 +282,8 @@ def draw_final_pictures(vae, checkpoint, fixed, test_loader, classes, out_dir):
         utils.save_figure(utils.plot_class_grid(vae.decode, sample_z[:8], classes),
                           os.path.join(out_dir, "class_grid.png"))
     else:  # each class's first test image, to the next class's: 0 to 1, 1 to 2, ..., 9 to 0
-        utils.save_figure(plot_interpolation(vae, progress_x, progress_x.roll(-1, 0), classes, classes[1:] + classes[:1]),
-                          os.path.join(out_dir, "interpolation.png"))
+        figure = plot_interpolation(vae, progress_x, progress_x.roll(-1, 0), classes, classes[1:] + classes[:1])
+        utils.save_figure(figure, os.path.join(out_dir, "interpolation.png"))
     if config["z_dim"] == 2:  # a conditional model gets a plane of styles for each class
         labels = range(len(classes)) if config["conditional"] else [None]
         utils.save_figure(plot_latent_space(vae, progress_x.device, classes, labels),
@@ -345,6 +345,7 @@ def main(argv=None):
     if not checkpoint:
         utils.save_checkpoint(checkpoint_of(vae, optimizer, args, 0, records), checkpoint_path)
 
+    # Each epoch: the slide's loop, then the epoch's pictures, its checkpoint, its line. Ctrl-C stops at once.
     with utils.ctrl_c_stops_training() as stop:
         for epoch in range(len(records["metrics"]) + 1, args.epochs + 1):
             start = time.perf_counter()

@@ -12,8 +12,8 @@ from torch.distributions import Normal
 
 import utils
 from models import VAE
-from vae import (compute_elbo, elbo_terms, estimate_neg_log_likelihood, evaluate, plot_interpolation, plot_latent_scatter,
-                 plot_loss)
+from vae import (compute_elbo, elbo_terms, estimate_neg_log_likelihood, evaluate, plot_interpolation,
+                 plot_latent_scatter, plot_loss)
 
 X_SHAPE = (1, 28, 28)
 
@@ -236,7 +236,8 @@ def test_fashion_mnist_is_the_data_trained_on_and_is_recorded_in_the_checkpoint(
 def test_loss_png_places_each_epochs_batches_within_that_epoch_when_their_number_changes():
     # Two epochs of 4 batches, then one of 10 (--resume with a smaller --batch-size).
     batch_losses = [torch.full((4,), 200.0), torch.full((4,), 160.0), torch.full((10,), 150.0)]
-    metrics = [{"epoch": e, "train_neg_elbo": loss, "test_neg_elbo": loss} for e, loss in [(1, 200), (2, 160), (3, 150)]]
+    metrics = [{"epoch": e, "train_neg_elbo": loss, "test_neg_elbo": loss}
+               for e, loss in [(1, 200), (2, 160), (3, 150)]]
     figure = plot_loss(batch_losses, metrics)
     steps, losses = figure.axes[0].lines[0].get_data()
     assert steps.tolist() == pytest.approx([0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2] + [2.1 + i / 10 for i in range(10)])
