@@ -265,7 +265,8 @@ def fixed_inputs(test_loader, z_dim, conditional, device):
 @torch.no_grad()
 def draw_epoch(vae, fixed, epoch, out_dir):
     """reconstruction_XX.png and samples_XX.png; returns this epoch's row of reconstruction_progress.png."""
-    (shown_x, shown_y), (progress_x, progress_y), (sample_z, sample_y) = fixed.values()
+    (shown_x, shown_y), (progress_x, progress_y) = fixed["shown"], fixed["progress"]
+    sample_z, sample_y = fixed["noise"]
     utils.save_grid(interleave_rows(shown_x, vae.decode(vae.encode(shown_x, shown_y).mean, shown_y), 8),
                     os.path.join(out_dir, f"reconstruction_{epoch:02d}.png"), nrow=8)
     utils.save_grid(vae.decode(sample_z, sample_y), os.path.join(out_dir, f"samples_{epoch:02d}.png"), nrow=8)

@@ -225,7 +225,9 @@ def start(script, data, out, *extra):
                              "--batch-size", "10", "--device", "cpu", *map(str, extra)],
                             # One thread each: the data are tiny, and several runs share the cores.
                             cwd=ROOT, env={**OFFLINE_ENV, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C as in a terminal: a shell's background job, as CI may run in, ignores it.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_epochs(process, n):
