@@ -290,7 +290,7 @@ def main(argv=None):
     g = G(args.z_dim, utils.X_SHAPE, args.hidden_dim, n_classes).to(device)
     # (beyond the slides) The pictures show g_ema, an exponential moving average of G's weights
     # (Yazıcı et al., 2019): the adversarial game keeps G's weights oscillating, and their
-    # average draws cleaner digits than G does at any one step.
+    # average draws cleaner digits than G does at any one step. It is never trained: no gradient.
     g_ema = copy.deepcopy(g).requires_grad_(False)
     d = D(utils.X_SHAPE, args.d_hidden_dim, n_classes).to(device)
     # (beyond the slides) Adam without momentum (betas 0 and 0.99, not the slides' 0.5 and 0.999), as
@@ -304,7 +304,7 @@ def main(argv=None):
     fixed_z, fixed_labels = utils.noise_for_pictures(args.z_dim, args.conditional, device)  # the same in every picture
 
     # What the final pictures need of each epoch; grids[epoch]: the samples after that epoch, 0 before training.
-    records = {"metrics": [], "grids": [g_ema(fixed_z, fixed_labels).detach().cpu()]}
+    records = {"metrics": [], "grids": []}
     if checkpoint:  # --resume
         for net, key in [(g, "g_raw"), (g_ema, "g"), (d, "d")]:
             net.load_state_dict(checkpoint[key])
@@ -314,6 +314,7 @@ def main(argv=None):
         utils.set_rng_state(checkpoint["rng"])  # the same batches and noise as an uninterrupted run
     utils.prepare_out_dir(args.out_dir, "gan.py", args.resume)  # only now: bad input above leaves nothing behind
     if not checkpoint:
+        records["grids"].append(g_ema(fixed_z, fixed_labels).cpu())
         utils.save_checkpoint(checkpoint_of(g, g_ema, d, g_optimizer, d_optimizer, args, 0, records), checkpoint_path)
         utils.save_grid(records["grids"][0], os.path.join(args.out_dir, "samples_00.png"), nrow=8)
 
@@ -323,8 +324,7 @@ def main(argv=None):
             start = time.perf_counter()
             rows = train(g, d, g_ema, g_optimizer, d_optimizer, utils.progress_bar(loader, epoch, args.epochs), args)
             utils.stop_if_not_finite(rows, epoch)
-            with torch.no_grad():
-                records["grids"].append(g_ema(fixed_z, fixed_labels).cpu())
+            records["grids"].append(g_ema(fixed_z, fixed_labels).cpu())
             utils.save_grid(records["grids"][-1], os.path.join(args.out_dir, f"samples_{epoch:02d}.png"), nrow=8)
             records["metrics"].append({"epoch": epoch, **dict(zip(COLUMNS, loader.mean_over_images(rows).tolist())),
                                        **utils.speed(start, len(loader.images))})

@@ -227,8 +227,11 @@ class BatchLoader:
         order = torch.randperm(n) if self.shuffle else torch.arange(n)
         order = order.to(self.images.device)
         for i in range(0, n, self.batch_size):
-            idx = order[i:i + self.batch_size]
-            yield self.images[idx].unsqueeze(1).float().div_(255), self.labels[idx]
+            yield self.batch(order[i:i + self.batch_size])
+
+    def batch(self, idx):
+        """The images at `idx` as floats of shape (B, 1, 28, 28) in [0, 1], and their labels."""
+        return self.images[idx].unsqueeze(1).float().div_(255), self.labels[idx]
 
     def mean_over_images(self, per_batch):
         """The mean over all images of per-batch means (a row per batch), weighing the smaller last batch less."""
@@ -261,16 +264,15 @@ def prepare_out_dir(path, script=None, resume=False):
     A fresh run of `script` first deletes the script's earlier run in the folder, saying so, so that
     the folder never mixes the results of two runs.
     """
-    replacing = script if script and not resume else None
     try:
         os.makedirs(path, exist_ok=True)
-        if replacing and os.path.isfile(os.path.join(path, CHECKPOINT[replacing])):
+        if script and not resume and os.path.isfile(os.path.join(path, CHECKPOINT[script])):
             earlier = [name for name in os.listdir(path)
                        if re.fullmatch(r"metrics\.csv|.*\.(png|gif)|\.tmp\..*", name)]
             pictures = sum(name.endswith((".png", ".gif")) for name in earlier)
-            print(f"replacing the earlier run in {path}: deleting {CHECKPOINT[replacing]}, "
+            print(f"replacing the earlier run in {path}: deleting {CHECKPOINT[script]}, "
                   f"{'metrics.csv and ' if 'metrics.csv' in earlier else ''}{pictures} pictures", flush=True)
-            for name in [CHECKPOINT[replacing]] + earlier:
+            for name in [CHECKPOINT[script]] + earlier:
                 os.remove(os.path.join(path, name))
     except OSError as e:
         sys.exit(f"error: --out-dir {path} cannot be written: {e.strerror}")

@@ -256,9 +256,8 @@ def plot_latent_scatter(vae, loader, classes):
 def fixed_inputs(test_loader, z_dim, conditional, device):
     """What every epoch's pictures show, the same each time so that they compare: 32 test images to
     reconstruct, the first test image of each class (reconstruction_progress.png), the noise to decode."""
-    images, labels = test_loader.images.unsqueeze(1).float() / 255, test_loader.labels
-    first_of_each = [labels.tolist().index(c) for c in range(utils.N_CLASSES)]
-    return {"shown": (images[:32], labels[:32]), "progress": (images[first_of_each], labels[first_of_each]),
+    first_of_each = [test_loader.labels.tolist().index(c) for c in range(utils.N_CLASSES)]
+    return {"shown": test_loader.batch(slice(32)), "progress": test_loader.batch(first_of_each),
             "noise": utils.noise_for_pictures(z_dim, conditional, device)}
 
 

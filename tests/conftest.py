@@ -130,6 +130,12 @@ def grey_pixels(image):
     return torch.from_numpy(np.array(image.convert("L")))
 
 
+def grid_cells(grid, n, nrow):
+    """The first n images of a grid the scripts saved (28 pixels, 2 apart, nrow to a row), as (28, 28) tensors."""
+    rows, columns = (30 * (i // nrow) for i in range(n)), (30 * (i % nrow) for i in range(n))
+    return [grid[2 + top:30 + top, 2 + left:30 + left] for top, left in zip(rows, columns)]
+
+
 def run(script, *args):
     """Call `script`'s main(argv) in this process, as `python <script> <args>` would run it.
 

@@ -1,7 +1,7 @@
 """--conditional: the class-conditional VAE and GAN, on tiny data; their class shares on the real MNIST (slow)."""
 import pytest
 import torch
-from conftest import CHECKPOINT, SCRIPTS, TINY, error_of, grey_pixels, run
+from conftest import CHECKPOINT, SCRIPTS, TINY, error_of, grey_pixels, grid_cells, run
 from PIL import Image
 from torch import nn
 
@@ -148,9 +148,8 @@ def test_sample_draws_n_images_of_the_label_or_else_of_the_classes_in_turn_a_col
     grid = grey_pixels(Image.open(tmp_path / "generated.png")).float() / 255
     rows = -(-n // columns)
     assert grid.shape == (rows * 30 + 2, columns * 30 + 2)
-    for i in range(n):
-        cell = grid[2 + 30 * (i // columns):30 + 30 * (i // columns), 2 + 30 * (i % columns):30 + 30 * (i % columns)]
-        assert torch.allclose(cell, expected[i, 0], atol=1 / 255)
+    for cell, image in zip(grid_cells(grid, n, columns), expected):
+        assert torch.allclose(cell, image[0], atol=1 / 255)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import digits
 import pytest
 import torch
-from conftest import TINY, grey_pixels, help_of, parser_of, run
+from conftest import TINY, grey_pixels, grid_cells, help_of, parser_of, run
 from PIL import Image
 from torch import nn
 
@@ -72,7 +72,7 @@ def test_the_pictures_show_the_average_g_not_the_last_step(trained):
     picture = grey_pixels(Image.open(trained["gan.py"] / "samples_01.png")).float() / 255
     for key, shown in [("g", True), ("g_raw", False)]:
         expected = expected_samples(checkpoint, key, 64)
-        cells = [picture[2 + 30 * (i // 8):30 + 30 * (i // 8), 2 + 30 * (i % 8):30 + 30 * (i % 8)] for i in range(64)]
+        cells = grid_cells(picture, 64, 8)
         assert all(torch.allclose(cell, image[0], atol=1 / 255) for cell, image in zip(cells, expected)) == shown, key
 
 

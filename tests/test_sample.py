@@ -3,7 +3,7 @@ import lzma
 
 import pytest
 import torch
-from conftest import CHECKPOINT, ROOT, SCRIPTS, TINY, error_of, grey_pixels, run
+from conftest import CHECKPOINT, ROOT, SCRIPTS, TINY, error_of, grey_pixels, grid_cells, run
 from PIL import Image
 
 from models import VAE, G
@@ -43,35 +43,29 @@ def test_sample_without_a_checkpoint_says_to_train_first(script, tmp_path):
     assert not (tmp_path / "generated.png").exists()
 
 
-def cells(grid, n, nrow):
-    """The n images of a saved grid, nrow to a row, as (28, 28) floats in [0, 1]."""
-    return [grid[2 + 30 * (i // nrow):30 + 30 * (i // nrow), 2 + 30 * (i % nrow):30 + 30 * (i % nrow)].float() / 255
-            for i in range(n)]
-
-
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_sample_draws_from_the_trained_weights_in_the_checkpoint(script, trained, tmp_path):
     # The checkpoint's network is given weights far from any that the script's seed builds, so that a
     # sample drawn from a network that was never loaded cannot pass for one that was.
     checkpoint = torch.load(trained[script] / CHECKPOINT[script], weights_only=True)
     config = checkpoint["config"]
+    def build():
+        if script == "vae.py":
+            return VAE((1, 28, 28), config["z_dim"], config["hidden_dim"])
+        return G(config["z_dim"], (1, 28, 28), config["hidden_dim"])
+
     torch.manual_seed(1234)
-    if script == "vae.py":
-        vae = VAE((1, 28, 28), config["z_dim"], config["hidden_dim"])
-        checkpoint["model"], generate = vae.state_dict(), vae.decode
-    else:
-        g = G(config["z_dim"], (1, 28, 28), config["hidden_dim"])
-        checkpoint["g"], generate = g.state_dict(), g
+    far = build()
+    checkpoint["model" if script == "vae.py" else "g"] = far.state_dict()
     torch.save(checkpoint, tmp_path / CHECKPOINT[script])
     sample(script, tmp_path, 4)
     torch.manual_seed(0)  # the sampling run's seed: it builds the network, then draws z
-    VAE((1, 28, 28), config["z_dim"], config["hidden_dim"]) if script == "vae.py" else G(
-        config["z_dim"], (1, 28, 28), config["hidden_dim"])
+    build()
     with torch.no_grad():
-        expected = generate(torch.randn(4, config["z_dim"]))
-    grid = grey_pixels(Image.open(tmp_path / "generated.png"))
+        expected = (far.decode if script == "vae.py" else far)(torch.randn(4, config["z_dim"]))
+    grid = grey_pixels(Image.open(tmp_path / "generated.png")).float() / 255
     assert grid.shape == (62, 62)  # 2 x 2 images
-    for cell, image in zip(cells(grid, 4, 2), expected):
+    for cell, image in zip(grid_cells(grid, 4, 2), expected):
         assert torch.allclose(cell, image[0], atol=1 / 255)
 
 
