@@ -3,65 +3,59 @@
     python vae.py                      # the slides' settings: z = 2, 10 epochs
     python vae.py --z-dim 20           # a sharper model; no latent-space plots
     python vae.py --sample 64          # 64 new images from the model trained above
-    python vae.py --help               # every option
 
-The file follows the slides, top to bottom: settings, data, network (the VAE, in models.py), loss,
-training loop, visualisation; main(), at the end, runs them in that order. What a run also needs
-(checkpoints, --resume, Ctrl-C, the progress bar, clear errors) lives in utils.py.
+Top to bottom as on the slides: settings, data, network (in models.py), loss, training loop, visualisation;
+main() runs them in that order.
 """
 import argparse
 import math
 import os
+import sys
 import time
 
-import utils  # first: it makes a missing or mismatched package a one-line error
-
-import matplotlib.pyplot as plt
 import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 from torch import distributions as dist
-from torchvision.utils import make_grid
+from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
+import utils
 from models import VAE
 
 
 # ----------------------------------------------------------------------------- settings
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Train the slides' VAE on MNIST (or Fashion-MNIST); pictures, "
-                                "metrics and the trained model land in --out-dir.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--z-dim", type=utils.positive(int), default=2,
-                   help="size of the latent code z; 2 can be drawn as a plane (latent_space.png)")
-    p.add_argument("--hidden-dim", type=utils.positive(int), default=500, help="units in each hidden layer")
-    p.add_argument("--batch-size", type=utils.positive(int), default=200, help="images per training step")
-    p.add_argument("--lr", type=utils.positive(float), default=1e-3, help="Adam's learning rate")
-    p.add_argument("--epochs", type=utils.positive(int), default=10,
-                   help="passes over the 60,000 training images (in all, when resuming)")
-    p.add_argument("--iw-samples", type=utils.positive(int, zero_ok=True), default=10, metavar="K",
-                   help="samples per test image for the importance-weighted estimate of log p(x) at the end; "
-                   "more is closer to log p(x) and slower; 0 skips it")
-    p.add_argument("--seed", type=utils.seed, default=0,
-                   help="random seed; the same seed repeats a run exactly on the same CPU")
+    p = argparse.ArgumentParser(description="Train the slides' VAE on MNIST or Fashion-MNIST; pictures, metrics and "
+                                "the model land in --out-dir.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    positive = utils.number(int, at_least=1)
+    p.add_argument("--z-dim", type=positive, default=2, help="size of the latent z; 2 is drawn as a plane too")
+    p.add_argument("--hidden-dim", type=positive, default=500, help="units in each hidden layer")
+    p.add_argument("--batch-size", type=positive, default=200, help="images per training step")
+    p.add_argument("--lr", type=utils.number(float, above=0), default=1e-3, help="Adam's learning rate")
+    p.add_argument("--epochs", type=positive, default=10, help="passes over the training images, in all when resuming")
+    p.add_argument("--iw-samples", type=utils.number(int, at_least=0), default=10, metavar="K", help="samples per "
+                   "test image for the importance-weighted bound on -log p(x) at the end: more, tighter; 0 skips it")
+    p.add_argument("--conditional", action="store_true", help="train the conditional VAE (Sohn et al., 2015): the "
+                   "encoder and the decoder also get the class, so that z holds only the style")
+    p.add_argument("--sample", type=positive, metavar="N", help="do not train: decode N draws of z ~ N(0, I) with the "
+                   "model in --out-dir into generated.png; a conditional one draws the classes in turn")
+    p.add_argument("--label", type=int, choices=range(10), metavar="K", help=f"with --sample, the one class that a "
+                   f"conditional model draws: for mnist the digit, for fashion-mnist {utils.FASHION}")
+    p.add_argument("--resume", action="store_true", help="go on from the checkpoint in --out-dir, up to --epochs; "
+                   "of a finished run, draw its final pictures again")
+    p.add_argument("--seed", type=utils.number(int, at_least=0, below=2 ** 64), default=0,
+                   help="random seed; the same seed repeats a run exactly on the same machine and number of threads")
     p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS),
-                   help="mnist: handwritten digits; fashion-mnist: Zalando's photos of clothes, "
-                   "also 28x28 pixels in 10 classes")
-    p.add_argument("--data-dir", default="data",
-                   help="folder holding MNIST/raw/ or FashionMNIST/raw/ (downloaded there when missing)")
-    p.add_argument("--out-dir", default="outputs/vae", help="where pictures, metrics.csv and vae.pt go")
+                   help="mnist: handwritten digits; fashion-mnist: Zalando's photos of clothes in 10 classes")
+    p.add_argument("--data-dir", default="data", help="folder of MNIST/raw/ or FashionMNIST/raw/; downloaded if missing")
+    p.add_argument("--out-dir", default="outputs/vae", help="where the pictures, metrics.csv and vae.pt go")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to train; auto takes CUDA, then Apple's MPS, then the CPU")
-    p.add_argument("--resume", action="store_true",
-                   help="go on from the checkpoint in --out-dir, up to --epochs epochs in all")
-    p.add_argument("--sample", type=utils.positive(int), metavar="N",
-                   help="do not train: decode N draws of z ~ N(0, I) with the model trained in --out-dir (its settings "
-                   "come from the checkpoint) into generated.png, and exit; a conditional model draws the classes in "
-                   "turn, ten to a row, or only the class --label")
-    p.add_argument("--conditional", action="store_true",
-                   help="train the conditional VAE (Sohn et al., 2015): the encoder and the decoder are also given "
-                   "the class, so that z holds only the style, and a class can be asked for with --label")
-    p.add_argument("--label", type=int, choices=range(utils.N_CLASSES), metavar="K",
-                   help=f"with --sample, of a conditional model: {utils.label_help()}")
-    return utils.one_line_errors(p).parse_args(argv)
+    args = p.parse_args(argv)
+    if args.label is not None and args.sample is None:
+        p.error("argument --label: goes with --sample, to ask a conditional model for a class")
+    return args
 
 
 # ----------------------------------------------------------------------------- data
@@ -69,8 +63,18 @@ def load_data(args, device):
     """The training and test images, held whole on the device in batches, and the class names."""
     (train_images, train_labels), (test_images, test_labels), classes = utils.load_dataset(args.dataset, args.data_dir)
     loader = utils.BatchLoader(train_images, train_labels, args.batch_size, device)
-    test_loader = utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False)
-    return loader, test_loader, classes
+    return loader, utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False), classes
+
+
+def fixed_inputs(test_loader, args, device):
+    """What every epoch's pictures show: 32 test images to reconstruct, the first of each class (for
+    reconstruction_progress.png), and z to decode: 64 draws, or 8 drawn as every class, a row per class."""
+    x, y = next(iter(test_loader))  # the first test images, in order
+    first = [y.tolist().index(c) for c in range(10)]
+    if not args.conditional:
+        return (x[:32], y[:32]), (x[first], y[first]), (torch.randn(64, args.z_dim, device=device), None)
+    z = torch.randn(8, args.z_dim, device=device).repeat(10, 1)
+    return (x[:32], y[:32]), (x[first], y[first]), (z, torch.arange(10, device=device).repeat_interleave(8))
 
 
 # ----------------------------------------------------------------------------- network
@@ -80,8 +84,7 @@ def load_data(args, device):
 # ----------------------------------------------------------------------------- loss
 def elbo_terms(x, x_reconst, z_posterior, z_prior):
     """The ELBO's two terms for each image in the batch: log p(x|z) and KL(q(z|x) || p(z))."""
-    # The Bernoulli log-likelihood of the pixels, sum_d x_d log x'_d + (1 - x_d) log(1 - x'_d),
-    # finite even where the decoder outputs exactly 0 or 1.
+    # The Bernoulli log-likelihood of the pixels, sum_d x_d log x'_d + (1 - x_d) log(1 - x'_d).
     log_likelihood = utils.log_bernoulli(x, x_reconst).flatten(1).sum(1)
     # In closed form, 1/2 sum_d (mu_d^2 + sigma_d^2 - log sigma_d^2 - 1) (Kingma & Welling, 2014,
     # appendix B); the slide's formula lacks the 1/2, its code (kl_divergence) has it.
@@ -90,11 +93,8 @@ def elbo_terms(x, x_reconst, z_posterior, z_prior):
 
 
 def compute_elbo(x, x_reconst, z_posterior, z_prior):
-    """The slide's loss: the ELBO, log p(x|z) - KL(q(z|x) || p(z)), averaged over the batch.
-
-    Fixed from the slide: the KL is taken of the `z_posterior` argument (the slide read the
-    training loop's `z_dist`).
-    """
+    """The slide's loss: the ELBO, log p(x|z) - KL(q(z|x) || p(z)), averaged over the batch; the KL is that of
+    `z_posterior` (the slide's read the training loop's `z_dist`)."""
     log_likelihood, kl = elbo_terms(x, x_reconst, z_posterior, z_prior)
     return (log_likelihood - kl).mean()
 
@@ -102,6 +102,7 @@ def compute_elbo(x, x_reconst, z_posterior, z_prior):
 # ----------------------------------------------------------------------------- training loop
 def train(vae, optimizer, loader, z_prior):
     """The slide's training loop, for one epoch. Returns each batch's loss, for the log and loss.png."""
+    vae.train()
     losses = []
     for x, y in loader:  # y, the class, is used only with --conditional
         # (the slide's x = x.to(device) is not needed: the loader's batches are already on the device)
@@ -122,29 +123,21 @@ def train(vae, optimizer, loader, z_prior):
 @torch.no_grad()
 def evaluate(vae, loader, z_prior):
     """The test pass: -ELBO over the whole loader in nats per image, with its reconstruction and KL parts."""
+    vae.eval()
     totals = 0
     for x, y in loader:
         z_posterior = vae.encode(x, y)
-        x_reconst = vae.decode(z_posterior.rsample(), y)
-        log_likelihood, kl = elbo_terms(x, x_reconst, z_posterior, z_prior)
+        log_likelihood, kl = elbo_terms(x, vae.decode(z_posterior.rsample(), y), z_posterior, z_prior)
         totals = totals + torch.stack([kl - log_likelihood, -log_likelihood, kl]).sum(1)
-    return (totals / len(loader.images)).tolist()
-
-
-def epoch_line(row, epochs):
-    """What each epoch prints: its row of metrics.csv in one line."""
-    return (f"epoch {row['epoch']:2d}/{epochs}  train -ELBO {row['train_neg_elbo']:6.1f}  test -ELBO "
-            f"{row['test_neg_elbo']:6.1f} (reconstruction {row['test_reconstruction']:6.1f} + KL {row['test_kl']:4.1f})"
-            f"  {row['seconds']:5.1f} s  {row['images_per_second']:6.0f} images/s")
+    return dict(zip(["test_neg_elbo", "test_reconstruction", "test_kl"], (totals / len(loader.images)).tolist()))
 
 
 @torch.no_grad()
 def estimate_neg_log_likelihood(vae, loader, z_prior, k):
     """-log p(x) over the loader in nats per image, estimated with K importance samples per image.
 
-    log p(x) = log E_q(z|x)[w] with w = p(x|z) p(z) / q(z|x). The ELBO is E_q[log w], a lower
-    bound, short of log p(x) by KL(q(z|x) || p(z|x)). Averaging K weights before the log
-    (Burda et al., 2016) gives a bound that tightens as K grows; with K = 1 it is the ELBO.
+    log p(x) = log E_q(z|x)[w] with w = p(x|z) p(z) / q(z|x). The ELBO is E_q[log w], a lower bound short of
+    it by KL(q(z|x) || p(z|x)); averaging K weights before the log (Burda et al., 2016) tightens it as K grows.
     """
     total = 0
     for x, y in tqdm(loader, desc="importance sampling", leave=False, disable=None):
@@ -158,19 +151,34 @@ def estimate_neg_log_likelihood(vae, loader, z_prior, k):
     return -(total.item() / len(loader.images) - math.log(k))  # log of their mean
 
 
+def epoch_line(row, epochs):
+    """What each epoch prints: its row of metrics.csv in one line."""
+    return (f"epoch {row['epoch']:2d}/{epochs}  train -ELBO {row['train_neg_elbo']:6.1f}  test -ELBO "
+            f"{row['test_neg_elbo']:6.1f} (reconstruction {row['test_reconstruction']:6.1f} + KL {row['test_kl']:4.1f})"
+            f"  {row['seconds']:5.1f} s  {row['images_per_second']:6.0f} images/s")
+
+
 # ----------------------------------------------------------------------------- visualisation
-def interleave_rows(top, bottom, nrow):
-    """Rows of `top` images, each followed by the row of `bottom` images beneath it."""
-    rows = torch.stack([top.unflatten(0, (-1, nrow)), bottom.unflatten(0, (-1, nrow))], 1)
-    return rows.flatten(0, 2)
+@torch.no_grad()
+def draw_epoch(vae, fixed, epoch, out_dir):
+    """reconstruction_XX.png, each row of test images above its reconstruction, and samples_XX.png; returns this
+    epoch's column of reconstruction_progress.png."""
+    (shown_x, shown_y), (progress_x, progress_y), (sample_z, sample_y) = fixed
+    rows = [shown_x, vae.decode(vae.encode(shown_x, shown_y).mean, shown_y)]
+    pictures = {"reconstruction": torch.stack([images.unflatten(0, (-1, 8)) for images in rows], 1).flatten(0, 2),
+                "samples": vae.decode(sample_z, sample_y)}
+    for name, images in pictures.items():
+        with utils.atomic(os.path.join(out_dir, f"{name}_{epoch:02d}.png")) as tmp:
+            save_image(images, tmp, nrow=8, padding=2, pad_value=0.5)
+    return vae.decode(vae.encode(progress_x, progress_y).mean, progress_y).cpu()
 
 
 def plot_reconstruction_progress(originals, names, reconstructions):
-    """The slide's figure: each row one test image, then its reconstruction after each epoch."""
-    epochs = len(reconstructions)
-    shown = sorted(set(torch.linspace(0, epochs - 1, min(epochs, 10)).round().long().tolist()))
-    return utils.plot_image_table([originals] + [reconstructions[e] for e in shown],
-                            ["original"] + [f"epoch {e + 1}" for e in shown], names, "Reconstruction progress")
+    """The slide's figure: each row one test image, then its reconstruction after each epoch (ten at most)."""
+    shown = torch.linspace(0, len(reconstructions) - 1, min(len(reconstructions), 10)).round().long().unique().tolist()
+    images = torch.stack([originals] + [reconstructions[e] for e in shown], 1).flatten(0, 1)
+    return utils.plot_image_table(images, ["original"] + [f"epoch {e + 1}" for e in shown], names,
+                                  "Reconstruction progress")
 
 
 @torch.no_grad()
@@ -178,17 +186,18 @@ def plot_interpolation(vae, x_from, x_to, names_from, names_to, steps=11):
     """Decode the straight line in z from each x_from's posterior mean to the x_to's beside it."""
     z_from, z_to = vae.encode(x_from).mean, vae.encode(x_to).mean
     ts = torch.linspace(0, 1, steps).tolist()
-    path = [vae.decode(torch.lerp(z_from, z_to, t)).cpu() for t in ts]  # (1 - t) z_from + t z_to
-    return utils.plot_image_table([x_from.cpu()] + path + [x_to.cpu()],
-                            ["from"] + [f"t = {t:.1f}" for t in ts] + ["to"],
-                            [f"{a} → {b}" for a, b in zip(names_from, names_to)],
-                            "Walking in a straight line through z")
+    path = [vae.decode(torch.lerp(z_from, z_to, t)) for t in ts]  # (1 - t) z_from + t z_to
+    return utils.plot_image_table(torch.stack([x_from] + path + [x_to], 1).flatten(0, 1),
+                                  ["from"] + [f"t = {t:.1f}" for t in ts] + ["to"],
+                                  [f"{a} → {b}" for a, b in zip(names_from, names_to)],
+                                  "Walking in a straight line through z")
 
 
 def plot_loss(batch_losses, metrics):
     """loss.png: every batch's loss, and each epoch's train and test -ELBO. `batch_losses` holds a tensor per
     epoch, whose batches spread evenly over that epoch (their number changes with --batch-size on --resume)."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     steps = torch.cat([epoch - 1 + torch.arange(1, len(losses) + 1) / len(losses)
                        for epoch, losses in enumerate(batch_losses, start=1)])
     ax.plot(steps, torch.cat(batch_losses), lw=0.5, alpha=0.5, color="tab:blue", label="train, per batch")
@@ -200,8 +209,7 @@ def plot_loss(batch_losses, metrics):
     # The first batches (over 500 nats) would squash the rest of the curve.
     top = 1.3 * max(metrics[0]["train_neg_elbo"], metrics[0]["test_neg_elbo"])
     bottom = min(torch.cat(batch_losses).min().item(), min(m["test_neg_elbo"] for m in metrics))
-    ax.set_ylim(0.95 * bottom, top)
-    ax.set(xlabel="epoch", ylabel="-ELBO (nats per image)", title="VAE loss")
+    ax.set(xlabel="epoch", ylabel="-ELBO (nats per image)", title="VAE loss", ylim=(0.95 * bottom, top))
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -209,170 +217,125 @@ def plot_loss(batch_losses, metrics):
 
 @torch.no_grad()
 def plot_latent_space(vae, device, classes, labels=(None,)):
-    """The slide's "Learned z space": decode a grid of z laid on the prior's 5%-95% quantiles.
-
-    Equal steps in probability rather than in z, so the grid spans where the prior puts its
-    mass and every row and column holds the same share of it. A conditional model gets one
-    panel for each class in `labels`: that class's plane of styles.
-    """
+    """The slide's "Learned z space": decode a grid of z on the prior's 5%-95% quantiles, equal steps in probability
+    rather than in z, so that each row and column holds the same share of the prior's mass. A conditional model
+    gets a panel for each class in `labels`: that class's plane of styles."""
     n = 20 if len(labels) == 1 else 10  # images to a side
     z = dist.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
     z1, z2 = torch.meshgrid(z, z.flip(0), indexing="xy")  # z2 grows upwards, as on a plot
     grid_z = torch.stack([z1, z2], -1).view(-1, 2).to(device)
-    columns = min(len(labels), 5)
-    rows = -(-len(labels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(8, 8) if len(labels) == 1 else (3.2 * columns, 3.4 * rows),
-                             squeeze=False)
-    for ax, label in zip(axes.flat, labels):
+    rows, columns = math.ceil(len(labels) / 5), min(len(labels), 5)
+    fig = Figure(figsize=(8, 8) if len(labels) == 1 else (3.2 * columns, 3.4 * rows))
+    ticks = {"ticks": [t + 0.5 for t in [0, n // 4, n // 2, 3 * n // 4, n - 1]]}
+    ticks["labels"] = [f"{z[int(t)]:.1f}" for t in ticks["ticks"]]
+    for ax, label in zip(fig.subplots(rows, columns, squeeze=False).flat, labels):
         y = None if label is None else torch.full((n * n,), label, device=device)
-        images = vae.decode(grid_z, y).cpu()
-        ax.imshow(make_grid(images, nrow=n, padding=0)[0].numpy(), cmap="gray", extent=[0, n, 0, n])
-        ticks = [0, n // 4, n // 2, 3 * n // 4, n - 1]
-        ax.set_xticks([t + 0.5 for t in ticks], [f"{z[t]:.1f}" for t in ticks])
-        ax.set_yticks([t + 0.5 for t in ticks], [f"{z[t]:.1f}" for t in ticks])
-        ax.set(xlabel="$z_1$", ylabel="$z_2$",
-               title="Learned z space" if label is None else f"Learned z space of {classes[label]}")
+        ax.imshow(make_grid(vae.decode(grid_z, y).cpu(), nrow=n, padding=0)[0].numpy(), cmap="gray", extent=[0, n, 0, n])
+        ax.set_xticks(**ticks)
+        ax.set_yticks(**ticks)
+        ax.set(xlabel="$z_1$", ylabel="$z_2$", title="Learned z space" + ("" if label is None else f" of {classes[label]}"))
     return fig
 
 
 @torch.no_grad()
 def plot_latent_scatter(vae, loader, classes):
-    """Where the encoder puts each test image: the posterior mean, coloured by its class.
-
-    A conditional encoder is given the class, so z need not tell the classes apart: they overlap.
-    """
+    """Where the encoder puts each test image: its posterior mean, coloured by its class. A conditional encoder
+    is given the class, so that z need not tell the classes apart: they overlap."""
     mus, labels = zip(*[(vae.encode(x, y).mean.cpu(), y.cpu()) for x, y in loader])
     mu, label = torch.cat(mus), torch.cat(labels)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
     for c in label.unique().tolist():
-        m = mu[label == c]
-        ax.scatter(m[:, 0], m[:, 1], s=2, alpha=0.6, color=plt.cm.tab10(c), label=classes[c])
+        ax.scatter(*mu[label == c].T, s=2, alpha=0.6, color=colormaps["tab10"](c), label=classes[c])
     ax.legend(markerscale=6, loc="center left", bbox_to_anchor=(1, 0.5))
-    ax.set(xlabel="$z_1$", ylabel="$z_2$", title="Posterior means of the test set")
-    ax.set_aspect("equal")
+    ax.set(xlabel="$z_1$", ylabel="$z_2$", title="Posterior means of the test set", aspect="equal")
     return fig
 
 
-def fixed_inputs(test_loader, z_dim, conditional, device):
-    """What every epoch's pictures show, the same each time so that they compare: 32 test images to
-    reconstruct, the first test image of each class (reconstruction_progress.png), the noise to decode."""
-    first_of_each = [test_loader.labels.tolist().index(c) for c in range(utils.N_CLASSES)]
-    return {"shown": test_loader.batch(slice(32)), "progress": test_loader.batch(first_of_each),
-            "noise": utils.noise_for_pictures(z_dim, conditional, device)}
-
-
 @torch.no_grad()
-def draw_epoch(vae, fixed, epoch, out_dir):
-    """reconstruction_XX.png and samples_XX.png; returns this epoch's row of reconstruction_progress.png."""
-    (shown_x, shown_y), (progress_x, progress_y) = fixed["shown"], fixed["progress"]
-    sample_z, sample_y = fixed["noise"]
-    utils.save_grid(interleave_rows(shown_x, vae.decode(vae.encode(shown_x, shown_y).mean, shown_y), 8),
-                    os.path.join(out_dir, f"reconstruction_{epoch:02d}.png"), nrow=8)
-    utils.save_grid(vae.decode(sample_z, sample_y), os.path.join(out_dir, f"samples_{epoch:02d}.png"), nrow=8)
-    return vae.decode(vae.encode(progress_x, progress_y).mean, progress_y).cpu()
-
-
-def draw_final_pictures(vae, checkpoint, fixed, test_loader, classes, out_dir):
-    """The pictures of the whole run, from the model and records of its last checkpoint."""
-    config, (progress_x, _), (sample_z, _) = checkpoint["config"], fixed["progress"], fixed["noise"]
-    utils.save_figure(plot_reconstruction_progress(progress_x.cpu(), classes, checkpoint["progress"]),
-                      os.path.join(out_dir, "reconstruction_progress.png"))
-    utils.save_figure(plot_loss(checkpoint["batch_losses"], checkpoint["metrics"]), os.path.join(out_dir, "loss.png"))
-    if config["conditional"]:
-        utils.save_figure(utils.plot_class_grid(vae.decode, sample_z[:8], classes),
-                          os.path.join(out_dir, "class_grid.png"))
+def draw_final_pictures(vae, records, fixed, test_loader, classes, args):
+    """The pictures of the whole run: of the model after its last epoch, and of the records of every epoch."""
+    _, (x, _), (z, y) = fixed
+    figures = {"reconstruction_progress.png": plot_reconstruction_progress(x.cpu(), classes, records["progress"]),
+               "loss.png": plot_loss(records["batch_losses"], records["metrics"])}
+    if args.conditional:
+        figures["class_grid.png"] = utils.plot_image_table(vae.decode(z, y), [f"z{j + 1}" for j in range(8)], classes,
+                                                       "Each row one class, each column one z: the same style in every row")
     else:  # each class's first test image, to the next class's: 0 to 1, 1 to 2, ..., 9 to 0
-        figure = plot_interpolation(vae, progress_x, progress_x.roll(-1, 0), classes, classes[1:] + classes[:1])
-        utils.save_figure(figure, os.path.join(out_dir, "interpolation.png"))
-    if config["z_dim"] == 2:  # a conditional model gets a plane of styles for each class
-        labels = range(len(classes)) if config["conditional"] else [None]
-        utils.save_figure(plot_latent_space(vae, progress_x.device, classes, labels),
-                          os.path.join(out_dir, "latent_space.png"))
-        utils.save_figure(plot_latent_scatter(vae, test_loader, classes), os.path.join(out_dir, "latent_scatter.png"))
+        figures["interpolation.png"] = plot_interpolation(vae, x, x.roll(-1, 0), classes, classes[1:] + classes[:1])
+    if args.z_dim == 2:  # a conditional model gets a plane of styles for each class
+        figures["latent_space.png"] = plot_latent_space(vae, x.device, classes, range(10) if args.conditional else [None])
+        figures["latent_scatter.png"] = plot_latent_scatter(vae, test_loader, classes)
+    for name, figure in figures.items():
+        with utils.atomic(os.path.join(args.out_dir, name)) as tmp:
+            figure.savefig(tmp, dpi=120, bbox_inches="tight")
 
 
 @torch.no_grad()
-def sample(checkpoint_path, n, label, device):
-    """--sample: rebuild the trained VAE from its checkpoint and decode n draws of z ~ N(0, I)."""
-    checkpoint = utils.read_checkpoint(checkpoint_path, "vae.py", "--sample")
+def sample(args, device):
+    """--sample: decode N draws of z ~ N(0, I) with the VAE trained in --out-dir, into generated.png."""
+    checkpoint, z, y, nrow = utils.sample_inputs(os.path.join(args.out_dir, "vae.pt"), args, device)
     config = checkpoint["config"]
-    vae = VAE(utils.X_SHAPE, config["z_dim"], config["hidden_dim"], utils.N_CLASSES * config["conditional"]).to(device)
+    vae = VAE(utils.X_SHAPE, config["z_dim"], config["hidden_dim"], 10 if config["conditional"] else 0).to(device)
     vae.load_state_dict(checkpoint["model"])
-    z, y, nrow = utils.inputs_to_sample(n, label, config["conditional"], vae.z_dim, device)
-    path = os.path.join(os.path.dirname(checkpoint_path), "generated.png")
-    utils.prepare_out_dir(os.path.dirname(path))
-    utils.save_grid(vae.decode(z, y), path, nrow)
-    print(f"{n} images from the {config['dataset']} VAE (z = {vae.z_dim}) after epoch {checkpoint['epoch']}: "
-          f"{os.path.abspath(path)}")
+    path = os.path.join(args.out_dir, "generated.png")
+    with utils.atomic(path) as tmp:
+        save_image(vae.decode(z, y), tmp, nrow=nrow, padding=2, pad_value=0.5)
+    print(f"{args.sample} images of the VAE after epoch {checkpoint['epoch']}: {os.path.abspath(path)}")
 
 
 # ----------------------------------------------------------------------------- main: the slides in order
-def checkpoint_of(vae, optimizer, args, epoch, records):
-    """The checkpoint, a plain dict: the model, the optimizer, the settings, the epochs done and their records."""
-    return {"script": "vae.py", "model": vae.state_dict(), "optimizer": optimizer.state_dict(), "config": vars(args),
-            "epoch": epoch, **records}
-
-
-@utils.exit_cleanly("--batch-size, --hidden-dim or --z-dim (with --sample: N)")
 def main(argv=None):
     args = parse_args(argv)
     device = utils.get_device(args.device)
-    utils.seed_everything(args.seed)
-    checkpoint_path = os.path.join(args.out_dir, "vae.pt")
+    torch.manual_seed(args.seed)
     if args.sample:
-        return sample(checkpoint_path, args.sample, args.label, device)
-    checkpoint = utils.start_run("vae.py", args, ["dataset", "z_dim", "hidden_dim", "conditional", "seed"])
-
+        return sample(args, device)
     loader, test_loader, classes = load_data(args, device)
 
     # --conditional: the encoder and the decoder also get the class, as a one-hot vector (see models.py).
-    vae = VAE(utils.X_SHAPE, args.z_dim, args.hidden_dim, n_classes=utils.N_CLASSES * args.conditional).to(device)
+    vae = VAE(utils.X_SHAPE, args.z_dim, args.hidden_dim, n_classes=10 if args.conditional else 0).to(device)
     # fused: one kernel updates every parameter, instead of about ten passes over each.
     optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr, fused=True)
     # Adam's running averages of tiny gradients become subnormal floats, which a CPU handles up to a
     # hundred times slower; rounding them to zero costs nothing in accuracy.
     torch.set_flush_denormal(True)
     z_prior = dist.Normal(torch.zeros(args.z_dim, device=device), torch.ones(args.z_dim, device=device))
-    fixed = fixed_inputs(test_loader, args.z_dim, args.conditional, device)
+    fixed = fixed_inputs(test_loader, args, device)
 
+    path = os.path.join(args.out_dir, "vae.pt")
+    nets = {"model": vae, "optimizer": optimizer}  # what the checkpoint holds, beside the settings and the records
     records = {"metrics": [], "batch_losses": [], "progress": []}  # what the final pictures need of each epoch
-    if checkpoint:  # --resume
-        vae.load_state_dict(checkpoint["model"])
-        utils.load_optimizer(optimizer, checkpoint["optimizer"])
-        records = {key: checkpoint[key] for key in records}
-        utils.set_rng_state(checkpoint["rng"])  # the same batches and noise as an uninterrupted run
-    utils.prepare_out_dir(args.out_dir, "vae.py", args.resume)  # only now: bad input above leaves nothing behind
-    if not checkpoint:
-        utils.save_checkpoint(checkpoint_of(vae, optimizer, args, 0, records), checkpoint_path)
+    if args.resume:  # the network, the data and the seed cannot change
+        records = utils.resume(path, nets, args, ["z_dim", "hidden_dim", "conditional", "dataset", "seed"], device)
+    else:  # the checkpoint of epoch 0 first: from then on, the folder holds this run
+        utils.start_fresh(args.out_dir, "vae.pt")
+        utils.save_checkpoint(path, nets, records, args, device)
 
-    # Each epoch: the slide's loop, then the epoch's pictures, its checkpoint, its line. Ctrl-C stops at once.
-    with utils.ctrl_c_stops_training() as stop:
-        for epoch in range(len(records["metrics"]) + 1, args.epochs + 1):
-            start = time.perf_counter()
-            losses = train(vae, optimizer, utils.progress_bar(loader, epoch, args.epochs), z_prior)
-            utils.stop_if_not_finite(losses, epoch)
-            test_neg_elbo, test_reconstruction, test_kl = evaluate(vae, test_loader, z_prior)
-            records["progress"].append(draw_epoch(vae, fixed, epoch, args.out_dir))
-            records["batch_losses"].append(losses.cpu())
-            records["metrics"].append({"epoch": epoch, "train_neg_elbo": loader.mean_over_images(losses).item(),
-                                       "test_neg_elbo": test_neg_elbo, "test_reconstruction": test_reconstruction,
-                                       "test_kl": test_kl, **utils.speed(start, len(loader.images))})
-            utils.end_epoch(checkpoint_of(vae, optimizer, args, epoch, records), checkpoint_path,
-                            epoch_line(records["metrics"][-1], args.epochs))
+    for epoch in range(len(records["metrics"]) + 1, args.epochs + 1):
+        start = time.perf_counter()
+        losses = train(vae, optimizer, tqdm(loader, f"epoch {epoch}/{args.epochs}", leave=False, disable=None), z_prior)
+        test = evaluate(vae, test_loader, z_prior)
+        records["progress"].append(draw_epoch(vae, fixed, epoch, args.out_dir))
+        records["batch_losses"].append(losses.cpu())
+        seconds = time.perf_counter() - start
+        records["metrics"].append({"epoch": epoch, "train_neg_elbo": losses.mean().item(), **test,
+                                   "seconds": seconds, "images_per_second": len(loader.images) / seconds})
+        utils.save_checkpoint(path, nets, records, args, device)
+        print(epoch_line(records["metrics"][-1], args.epochs), flush=True)
 
-    checkpoint = utils.last_checkpoint(checkpoint_path, "vae.py")  # the last finished epoch, even after Ctrl-C
-    vae.load_state_dict(checkpoint["model"])
-    if checkpoint["epoch"]:
-        draw_final_pictures(vae, checkpoint, fixed, test_loader, classes, args.out_dir)
-    if stop.pressed:
-        utils.exit_interrupted(args.out_dir, checkpoint["epoch"])
-    print(f"final test -ELBO {checkpoint['metrics'][-1]['test_neg_elbo']:.1f} nats per image")
+    draw_final_pictures(vae, records, fixed, test_loader, classes, args)
+    print(f"final test -ELBO {records['metrics'][-1]['test_neg_elbo']:.1f} nats per image; pictures, metrics.csv and "
+          f"vae.pt in {os.path.abspath(args.out_dir)}")
     if args.iw_samples:
         neg_log_likelihood = estimate_neg_log_likelihood(vae, test_loader, z_prior, args.iw_samples)
         print(f"final test -log p(x{'|y' if args.conditional else ''}) <= {neg_log_likelihood:.1f} nats per image "
               f"(importance-weighted bound, K = {args.iw_samples} samples per image)")
-    print(f"results in {os.path.abspath(args.out_dir)}")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: every file on disk is whole, the last finished epoch's checkpoint among them
+        print("\nCtrl-C: stopped; the finished epochs are kept: the same command with --resume goes on", file=sys.stderr)
+        sys.exit(130)

@@ -28,11 +28,14 @@ import utils  # noqa: E402
 
 
 
+RAW_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
 def real_data(folder):
     """The --data-dir that holds the real `folder` (MNIST or FashionMNIST): data/, where the scripts download it,
     or ../shared/data, kept beside the repository on the machines that develop and test it; None if neither."""
     for data_dir in [ROOT / "data", ROOT.parent / "shared" / "data"]:
-        if all((data_dir / folder / "raw" / name).is_file() for name in utils.RAW_FILES):
+        if all((data_dir / folder / "raw" / name).is_file() for name in RAW_FILES):
             return data_dir
     return None
 
@@ -58,7 +61,7 @@ def real_fashion_mnist():
     return require_real("FashionMNIST")
 
 SCRIPTS = ["vae.py", "gan.py"]
-CHECKPOINT = utils.CHECKPOINT  # what each script saves in --out-dir
+CHECKPOINT = {"vae.py": "vae.pt", "gan.py": "gan.pt"}  # what each script saves in --out-dir
 TINY = ["--epochs", 1, "--batch-size", 50, "--device", "cpu"]  # a run of a few batches on tiny data
 
 # Any download attempt in a separate process goes to a closed local port and fails at once.
@@ -149,19 +152,23 @@ def run(script, *args):
 
 
 def error_of(script, *args, status=None):
-    """The one-line error with which `script` stops for these arguments (and no traceback: no other exception)."""
+    """The one-line error with which `script` stops for these arguments (and no traceback: no other exception):
+    sys.exit's message, with exit status 1, or the line that argparse prints below its usage, with status 2."""
     module = importlib.import_module(script.removesuffix(".py"))
     stderr = io.StringIO()
     with pytest.raises(SystemExit) as stop, contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(stderr):
         module.main([str(arg) for arg in args])
     code = stop.value.code
-    # sys.exit("error: ...") prints its message and exits with 1; argparse prints, then exits with 2.
-    message, exit_status = (code, 1) if isinstance(code, str) else (stderr.getvalue(), code)
+    if isinstance(code, str):
+        message, exit_status = code, 1
+    else:
+        assert stderr.getvalue().startswith("usage: "), stderr.getvalue()
+        message, exit_status = stderr.getvalue().strip().splitlines()[-1], code
+        assert ": error: argument " in message, message
     assert exit_status == (status or exit_status) and exit_status != 0, (exit_status, message)
-    lines = message.strip().splitlines()
-    assert len(lines) == 1, message
-    return lines[0]
+    assert len(message.strip().splitlines()) == 1, message
+    return message
 
 
 def run_script(*args, check=True):
