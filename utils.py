@@ -127,11 +127,9 @@ def start_fresh(out_dir, checkpoint_name):
 
 
 def save_checkpoint(path, nets, records, args, device):
-    """Save the checkpoint, one plain dict: the state of each of `nets` (networks, optimizers) under its name, the
-    settings, the epochs done with their records, and the random generators' state; then metrics.csv of the records.
-
-    An epoch with a number that is not finite stops the run unsaved: the checkpoint kept is the last all-finite one.
-    """
+    """Save the checkpoint, one plain dict: the state of each of `nets` (networks, optimizers) by name, the settings,
+    the epochs done with their records, the random generators' state; then metrics.csv. An epoch with a number that
+    is not finite stops the run unsaved, so that the checkpoint kept is the last one all finite."""
     metrics = records["metrics"]
     if metrics and not all(map(math.isfinite, metrics[-1].values())):
         sys.exit(f"error: epoch {len(metrics)} ended with {metrics[-1]}: training stopped, and the checkpoint of "
@@ -150,18 +148,16 @@ def save_checkpoint(path, nets, records, args, device):
 
 
 def resume(path, nets, args, fixed, device):
-    """--resume: load the checkpoint at `path` into `nets`, if it was trained with this run's options named in `fixed`
-    (the networks, the data, the seed), and return its records. The random generators go back to where they were,
-    so that the run goes on as if it had never stopped."""
+    """--resume: load the checkpoint at `path` into `nets` if it was trained with this run's `fixed` options, and
+    return its records. The random generators go back to where they were: the run goes on as if never stopped."""
     if not os.path.isfile(path):
         sys.exit(f"error: --resume: there is no {path} to go on from; pass the --out-dir of an earlier run, or train "
                  f"without --resume")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     for name in fixed:
         if checkpoint["config"][name] != getattr(args, name):
-            sys.exit(f"error: --resume: the run in {args.out_dir} was trained with {name} = "
-                     f"{checkpoint['config'][name]}, not {getattr(args, name)}; --{name.replace('_', '-')} cannot "
-                     f"change when resuming")
+            sys.exit(f"error: --resume: the run was trained with {name} = {checkpoint['config'][name]}, not "
+                     f"{getattr(args, name)}; --{name.replace('_', '-')} cannot change when resuming")
     print(f"going on from epoch {checkpoint['epoch']}" if checkpoint["epoch"] < args.epochs else f"--resume: all "
           f"{checkpoint['epoch']} epochs are done: drawing the final pictures again (for more, raise --epochs)")
     for name, net in nets.items():

@@ -1,12 +1,6 @@
 """Train the slides' variational auto-encoder (VAE) on MNIST and draw what it learned.
 
-    python vae.py                      # the slides' settings: z = 2, 10 epochs
-    python vae.py --z-dim 20           # a sharper model; no latent-space plots
-    python vae.py --sample 64          # 64 new images from the model trained above
-
-Top to bottom as on the slides: settings, data, network (in models.py), loss, training loop, visualisation;
-main() runs them in that order.
-"""
+In the slides' order: settings, data, network (the VAE of models.py), loss, training loop, visualisation; main()."""
 import argparse
 import math
 import os
@@ -26,8 +20,8 @@ from models import VAE
 
 # ----------------------------------------------------------------------------- settings
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Train the slides' VAE on MNIST or Fashion-MNIST; pictures, metrics and "
-                                "the model land in --out-dir.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     positive = utils.number(int, at_least=1)
     p.add_argument("--z-dim", type=positive, default=2, help="size of the latent z; 2 is drawn as a plane too")
     p.add_argument("--hidden-dim", type=positive, default=500, help="units in each hidden layer")
@@ -46,12 +40,10 @@ def parse_args(argv=None):
                    "of a finished run, draw its final pictures again")
     p.add_argument("--seed", type=utils.number(int, at_least=0, below=2 ** 64), default=0,
                    help="random seed; the same seed repeats a run exactly on the same machine and number of threads")
-    p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS),
-                   help="mnist: handwritten digits; fashion-mnist: Zalando's photos of clothes in 10 classes")
-    p.add_argument("--data-dir", default="data", help="folder of MNIST/raw/ or FashionMNIST/raw/; downloaded if missing")
+    p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS), help="digits, or photos of clothes")
+    p.add_argument("--data-dir", default="data", help="folder of MNIST/raw/ or FashionMNIST/raw/, or to download into")
     p.add_argument("--out-dir", default="outputs/vae", help="where the pictures, metrics.csv and vae.pt go")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                   help="where to train; auto takes CUDA, then Apple's MPS, then the CPU")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="auto: CUDA, MPS or CPU")
     args = p.parse_args(argv)
     if args.label is not None and args.sample is None:
         p.error("argument --label: goes with --sample, to ask a conditional model for a class")
@@ -59,43 +51,23 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------- data
-def load_data(args, device):
-    """The training and test images, held whole on the device in batches, and the class names."""
-    (train_images, train_labels), (test_images, test_labels), classes = utils.load_dataset(args.dataset, args.data_dir)
-    loader = utils.BatchLoader(train_images, train_labels, args.batch_size, device)
-    return loader, utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False), classes
-
-
 def fixed_inputs(test_loader, args, device):
-    """What every epoch's pictures show: 32 test images to reconstruct, the first of each class (for
-    reconstruction_progress.png), and z to decode: 64 draws, or 8 drawn as every class, a row per class."""
+    """The pictures' fixed inputs: 32 test images, the first of each class, and 64 z (or 8 z, each as every class)."""
     x, y = next(iter(test_loader))  # the first test images, in order
     first = [y.tolist().index(c) for c in range(10)]
-    if not args.conditional:
-        return (x[:32], y[:32]), (x[first], y[first]), (torch.randn(64, args.z_dim, device=device), None)
-    z = torch.randn(8, args.z_dim, device=device).repeat(10, 1)
-    return (x[:32], y[:32]), (x[first], y[first]), (z, torch.arange(10, device=device).repeat_interleave(8))
-
-
-# ----------------------------------------------------------------------------- network
-# The slide's VAE (encoder, mu_net, sigma_net, decoder; encode and decode) is in models.py.
+    z = torch.randn(8 if args.conditional else 64, args.z_dim, device=device).repeat(10 if args.conditional else 1, 1)
+    classes = torch.arange(10, device=device).repeat_interleave(8) if args.conditional else None
+    return (x[:32], y[:32]), (x[first], y[first]), (z, classes)
 
 
 # ----------------------------------------------------------------------------- loss
-def elbo_terms(x, x_reconst, z_posterior, z_prior):
-    """The ELBO's two terms for each image in the batch: log p(x|z) and KL(q(z|x) || p(z))."""
+def compute_elbo(x, x_reconst, z_posterior, z_prior):
+    """The slide's loss: the ELBO, log p(x|z) - KL(q(z|x) || p(z)), averaged over the batch."""
     # The Bernoulli log-likelihood of the pixels, sum_d x_d log x'_d + (1 - x_d) log(1 - x'_d).
     log_likelihood = utils.log_bernoulli(x, x_reconst).flatten(1).sum(1)
-    # In closed form, 1/2 sum_d (mu_d^2 + sigma_d^2 - log sigma_d^2 - 1) (Kingma & Welling, 2014,
-    # appendix B); the slide's formula lacks the 1/2, its code (kl_divergence) has it.
+    # In closed form, 1/2 sum_d (mu_d^2 + sigma_d^2 - log sigma_d^2 - 1) (Kingma & Welling, 2014, appendix B): the
+    # slide's formula lacks the 1/2, its code has it, but takes the KL of the loop's z_dist, not of z_posterior.
     kl = dist.kl_divergence(z_posterior, z_prior).sum(1)
-    return log_likelihood, kl
-
-
-def compute_elbo(x, x_reconst, z_posterior, z_prior):
-    """The slide's loss: the ELBO, log p(x|z) - KL(q(z|x) || p(z)), averaged over the batch; the KL is that of
-    `z_posterior` (the slide's read the training loop's `z_dist`)."""
-    log_likelihood, kl = elbo_terms(x, x_reconst, z_posterior, z_prior)
     return (log_likelihood - kl).mean()
 
 
@@ -127,18 +99,16 @@ def evaluate(vae, loader, z_prior):
     totals = 0
     for x, y in loader:
         z_posterior = vae.encode(x, y)
-        log_likelihood, kl = elbo_terms(x, vae.decode(z_posterior.rsample(), y), z_posterior, z_prior)
-        totals = totals + torch.stack([kl - log_likelihood, -log_likelihood, kl]).sum(1)
-    return dict(zip(["test_neg_elbo", "test_reconstruction", "test_kl"], (totals / len(loader.images)).tolist()))
+        elbo = compute_elbo(x, vae.decode(z_posterior.rsample(), y), z_posterior, z_prior)
+        totals = totals + len(x) * torch.stack([-elbo, dist.kl_divergence(z_posterior, z_prior).sum(1).mean()])
+    neg_elbo, kl = (totals / len(loader.images)).tolist()
+    return {"test_neg_elbo": neg_elbo, "test_reconstruction": neg_elbo - kl, "test_kl": kl}
 
 
 @torch.no_grad()
 def estimate_neg_log_likelihood(vae, loader, z_prior, k):
-    """-log p(x) over the loader in nats per image, estimated with K importance samples per image.
-
-    log p(x) = log E_q(z|x)[w] with w = p(x|z) p(z) / q(z|x). The ELBO is E_q[log w], a lower bound short of
-    it by KL(q(z|x) || p(z|x)); averaging K weights before the log (Burda et al., 2016) tightens it as K grows.
-    """
+    """-log p(x) in nats per image, from K importance samples per image: log p(x) = log E_q(z|x)[w], w = p(x|z) p(z) /
+    q(z|x). The ELBO, E_q[log w], is short of it by KL(q(z|x) || p(z|x)); K weights averaged in the log close in."""
     total = 0
     for x, y in tqdm(loader, desc="importance sampling", leave=False, disable=None):
         z_posterior = vae.encode(x, y)
@@ -151,23 +121,20 @@ def estimate_neg_log_likelihood(vae, loader, z_prior, k):
     return -(total.item() / len(loader.images) - math.log(k))  # log of their mean
 
 
-def epoch_line(row, epochs):
-    """What each epoch prints: its row of metrics.csv in one line."""
-    return (f"epoch {row['epoch']:2d}/{epochs}  train -ELBO {row['train_neg_elbo']:6.1f}  test -ELBO "
-            f"{row['test_neg_elbo']:6.1f} (reconstruction {row['test_reconstruction']:6.1f} + KL {row['test_kl']:4.1f})"
-            f"  {row['seconds']:5.1f} s  {row['images_per_second']:6.0f} images/s")
+# What each epoch prints: its row of metrics.csv in one line.
+EPOCH_LINE = ("epoch {epoch:2d}/{epochs}  train -ELBO {train_neg_elbo:6.1f}  test -ELBO {test_neg_elbo:6.1f} "
+              "(reconstruction {test_reconstruction:6.1f} + KL {test_kl:4.1f})  {seconds:5.1f} s  "
+              "{images_per_second:6.0f} images/s")
 
 
 # ----------------------------------------------------------------------------- visualisation
 @torch.no_grad()
 def draw_epoch(vae, fixed, epoch, out_dir):
-    """reconstruction_XX.png, each row of test images above its reconstruction, and samples_XX.png; returns this
-    epoch's column of reconstruction_progress.png."""
+    """reconstruction_XX.png and samples_XX.png; returns the epoch's column of reconstruction_progress.png."""
     (shown_x, shown_y), (progress_x, progress_y), (sample_z, sample_y) = fixed
-    rows = [shown_x, vae.decode(vae.encode(shown_x, shown_y).mean, shown_y)]
-    pictures = {"reconstruction": torch.stack([images.unflatten(0, (-1, 8)) for images in rows], 1).flatten(0, 2),
-                "samples": vae.decode(sample_z, sample_y)}
-    for name, images in pictures.items():
+    rows = [shown_x, vae.decode(vae.encode(shown_x, shown_y).mean, shown_y)]  # each row of 8 above its reconstruction
+    pairs = torch.stack([images.unflatten(0, (-1, 8)) for images in rows], 1).flatten(0, 2)
+    for name, images in [("reconstruction", pairs), ("samples", vae.decode(sample_z, sample_y))]:
         with utils.atomic(os.path.join(out_dir, f"{name}_{epoch:02d}.png")) as tmp:
             save_image(images, tmp, nrow=8, padding=2, pad_value=0.5)
     return vae.decode(vae.encode(progress_x, progress_y).mean, progress_y).cpu()
@@ -175,7 +142,7 @@ def draw_epoch(vae, fixed, epoch, out_dir):
 
 def plot_reconstruction_progress(originals, names, reconstructions):
     """The slide's figure: each row one test image, then its reconstruction after each epoch (ten at most)."""
-    shown = torch.linspace(0, len(reconstructions) - 1, min(len(reconstructions), 10)).round().long().unique().tolist()
+    shown = torch.linspace(0, len(reconstructions) - 1, min(len(reconstructions), 10)).round().long().unique()
     images = torch.stack([originals] + [reconstructions[e] for e in shown], 1).flatten(0, 1)
     return utils.plot_image_table(images, ["original"] + [f"epoch {e + 1}" for e in shown], names,
                                   "Reconstruction progress")
@@ -194,22 +161,18 @@ def plot_interpolation(vae, x_from, x_to, names_from, names_to, steps=11):
 
 
 def plot_loss(batch_losses, metrics):
-    """loss.png: every batch's loss, and each epoch's train and test -ELBO. `batch_losses` holds a tensor per
-    epoch, whose batches spread evenly over that epoch (their number changes with --batch-size on --resume)."""
+    """loss.png: each batch's loss (spread over its epoch: --resume may change --batch-size), each epoch's -ELBO."""
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
-    steps = torch.cat([epoch - 1 + torch.arange(1, len(losses) + 1) / len(losses)
-                       for epoch, losses in enumerate(batch_losses, start=1)])
+    steps = torch.cat([e + torch.arange(1, len(losses) + 1) / len(losses) for e, losses in enumerate(batch_losses)])
     ax.plot(steps, torch.cat(batch_losses), lw=0.5, alpha=0.5, color="tab:blue", label="train, per batch")
     epochs = [m["epoch"] for m in metrics]
     # An epoch's train mean averages the whole epoch, so it sits at the epoch's middle.
     ax.plot([e - 0.5 for e in epochs], [m["train_neg_elbo"] for m in metrics], "o-", color="tab:blue",
             label="train, mean over the epoch")
     ax.plot(epochs, [m["test_neg_elbo"] for m in metrics], "s-", color="tab:orange", label="test, after the epoch")
-    # The first batches (over 500 nats) would squash the rest of the curve.
-    top = 1.3 * max(metrics[0]["train_neg_elbo"], metrics[0]["test_neg_elbo"])
-    bottom = min(torch.cat(batch_losses).min().item(), min(m["test_neg_elbo"] for m in metrics))
-    ax.set(xlabel="epoch", ylabel="-ELBO (nats per image)", title="VAE loss", ylim=(0.95 * bottom, top))
+    top = 1.3 * max(metrics[0]["train_neg_elbo"], metrics[0]["test_neg_elbo"])  # the first batches' 500 nats and more
+    ax.set(xlabel="epoch", ylabel="-ELBO (nats per image)", title="VAE loss", ylim=(None, top))  # would squash the rest
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -217,32 +180,28 @@ def plot_loss(batch_losses, metrics):
 
 @torch.no_grad()
 def plot_latent_space(vae, device, classes, labels=(None,)):
-    """The slide's "Learned z space": decode a grid of z on the prior's 5%-95% quantiles, equal steps in probability
-    rather than in z, so that each row and column holds the same share of the prior's mass. A conditional model
-    gets a panel for each class in `labels`: that class's plane of styles."""
+    """The slide's "Learned z space": z on the prior's quantiles (rows of equal mass), decoded; a panel per class."""
     n = 20 if len(labels) == 1 else 10  # images to a side
     z = dist.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
     z1, z2 = torch.meshgrid(z, z.flip(0), indexing="xy")  # z2 grows upwards, as on a plot
     grid_z = torch.stack([z1, z2], -1).view(-1, 2).to(device)
     rows, columns = math.ceil(len(labels) / 5), min(len(labels), 5)
     fig = Figure(figsize=(8, 8) if len(labels) == 1 else (3.2 * columns, 3.4 * rows))
-    ticks = {"ticks": [t + 0.5 for t in [0, n // 4, n // 2, 3 * n // 4, n - 1]]}
-    ticks["labels"] = [f"{z[int(t)]:.1f}" for t in ticks["ticks"]]
+    cells = [0, n // 4, n // 2, 3 * n // 4, n - 1]  # the cells whose z the axes give
+    at, z_at = [c + 0.5 for c in cells], [f"{z[c]:.1f}" for c in cells]
     for ax, label in zip(fig.subplots(rows, columns, squeeze=False).flat, labels):
         y = None if label is None else torch.full((n * n,), label, device=device)
-        ax.imshow(make_grid(vae.decode(grid_z, y).cpu(), nrow=n, padding=0)[0].numpy(), cmap="gray", extent=[0, n, 0, n])
-        ax.set_xticks(**ticks)
-        ax.set_yticks(**ticks)
-        ax.set(xlabel="$z_1$", ylabel="$z_2$", title="Learned z space" + ("" if label is None else f" of {classes[label]}"))
+        grid = make_grid(vae.decode(grid_z, y).cpu(), nrow=n, padding=0)[0]
+        ax.imshow(grid.numpy(), cmap="gray", extent=[0, n, 0, n])
+        ax.set(xticks=at, xticklabels=z_at, yticks=at, yticklabels=z_at, xlabel="$z_1$", ylabel="$z_2$")
+        ax.set_title("Learned z space" if label is None else f"Learned z space of {classes[label]}")
     return fig
 
 
 @torch.no_grad()
 def plot_latent_scatter(vae, loader, classes):
-    """Where the encoder puts each test image: its posterior mean, coloured by its class. A conditional encoder
-    is given the class, so that z need not tell the classes apart: they overlap."""
-    mus, labels = zip(*[(vae.encode(x, y).mean.cpu(), y.cpu()) for x, y in loader])
-    mu, label = torch.cat(mus), torch.cat(labels)
+    """Each test image's posterior mean, coloured by its class (given the class, a conditional encoder mixes them)."""
+    mu, label = map(torch.cat, zip(*[(vae.encode(x, y).mean.cpu(), y.cpu()) for x, y in loader]))
     fig = Figure(figsize=(7, 6))
     ax = fig.subplots()
     for c in label.unique().tolist():
@@ -260,11 +219,12 @@ def draw_final_pictures(vae, records, fixed, test_loader, classes, args):
                "loss.png": plot_loss(records["batch_losses"], records["metrics"])}
     if args.conditional:
         figures["class_grid.png"] = utils.plot_image_table(vae.decode(z, y), [f"z{j + 1}" for j in range(8)], classes,
-                                                       "Each row one class, each column one z: the same style in every row")
+                                                           "Each row one class, each column one z: the same style")
     else:  # each class's first test image, to the next class's: 0 to 1, 1 to 2, ..., 9 to 0
         figures["interpolation.png"] = plot_interpolation(vae, x, x.roll(-1, 0), classes, classes[1:] + classes[:1])
     if args.z_dim == 2:  # a conditional model gets a plane of styles for each class
-        figures["latent_space.png"] = plot_latent_space(vae, x.device, classes, range(10) if args.conditional else [None])
+        labels = range(10) if args.conditional else [None]
+        figures["latent_space.png"] = plot_latent_space(vae, x.device, classes, labels)
         figures["latent_scatter.png"] = plot_latent_scatter(vae, test_loader, classes)
     for name, figure in figures.items():
         with utils.atomic(os.path.join(args.out_dir, name)) as tmp:
@@ -278,10 +238,9 @@ def sample(args, device):
     config = checkpoint["config"]
     vae = VAE(utils.X_SHAPE, config["z_dim"], config["hidden_dim"], 10 if config["conditional"] else 0).to(device)
     vae.load_state_dict(checkpoint["model"])
-    path = os.path.join(args.out_dir, "generated.png")
-    with utils.atomic(path) as tmp:
+    with utils.atomic(os.path.join(args.out_dir, "generated.png")) as tmp:
         save_image(vae.decode(z, y), tmp, nrow=nrow, padding=2, pad_value=0.5)
-    print(f"{args.sample} images of the VAE after epoch {checkpoint['epoch']}: {os.path.abspath(path)}")
+    print(f"{args.sample} images after epoch {checkpoint['epoch']}: {os.path.abspath(args.out_dir)}/generated.png")
 
 
 # ----------------------------------------------------------------------------- main: the slides in order
@@ -291,14 +250,14 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     if args.sample:
         return sample(args, device)
-    loader, test_loader, classes = load_data(args, device)
+    (train_images, train_labels), (test_images, test_labels), classes = utils.load_dataset(args.dataset, args.data_dir)
+    loader = utils.BatchLoader(train_images, train_labels, args.batch_size, device)
+    test_loader = utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False)
 
     # --conditional: the encoder and the decoder also get the class, as a one-hot vector (see models.py).
     vae = VAE(utils.X_SHAPE, args.z_dim, args.hidden_dim, n_classes=10 if args.conditional else 0).to(device)
-    # fused: one kernel updates every parameter, instead of about ten passes over each.
-    optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr, fused=True)
-    # Adam's running averages of tiny gradients become subnormal floats, which a CPU handles up to a
-    # hundred times slower; rounding them to zero costs nothing in accuracy.
+    optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr, fused=True)  # fused: one kernel for all its updates
+    # Adam's averages of tiny gradients turn into subnormal floats, up to 100 times slower on a CPU: round them to 0.
     torch.set_flush_denormal(True)
     z_prior = dist.Normal(torch.zeros(args.z_dim, device=device), torch.ones(args.z_dim, device=device))
     fixed = fixed_inputs(test_loader, args, device)
@@ -319,10 +278,10 @@ def main(argv=None):
         records["progress"].append(draw_epoch(vae, fixed, epoch, args.out_dir))
         records["batch_losses"].append(losses.cpu())
         seconds = time.perf_counter() - start
-        records["metrics"].append({"epoch": epoch, "train_neg_elbo": losses.mean().item(), **test,
-                                   "seconds": seconds, "images_per_second": len(loader.images) / seconds})
+        records["metrics"].append({"epoch": epoch, "train_neg_elbo": losses.mean().item(), **test, "seconds": seconds,
+                                   "images_per_second": len(train_images) / seconds})
         utils.save_checkpoint(path, nets, records, args, device)
-        print(epoch_line(records["metrics"][-1], args.epochs), flush=True)
+        print(EPOCH_LINE.format(**records["metrics"][-1], epochs=args.epochs), flush=True)
 
     draw_final_pictures(vae, records, fixed, test_loader, classes, args)
     print(f"final test -ELBO {records['metrics'][-1]['test_neg_elbo']:.1f} nats per image; pictures, metrics.csv and "
@@ -337,5 +296,5 @@ if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C: every file on disk is whole, the last finished epoch's checkpoint among them
-        print("\nCtrl-C: stopped; the finished epochs are kept: the same command with --resume goes on", file=sys.stderr)
+        print("\nCtrl-C: stopped, the finished epochs kept: the same command with --resume goes on", file=sys.stderr)
         sys.exit(130)

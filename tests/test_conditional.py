@@ -181,9 +181,8 @@ def test_resume_refuses_to_turn_conditional_on_or_off(script, tiny_mnist, traine
         assert says in message
 
 
-@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
-def test_a_conditional_gan_resumes_bit_for_bit(dataset, tiny_mnist, tmp_path):
-    tiny = ["--data-dir", tiny_mnist, "--batch-size", 50, "--device", "cpu", "--conditional", "--dataset", dataset]
+def test_a_conditional_gan_resumes_bit_for_bit(tiny_mnist, tmp_path):
+    tiny = ["--data-dir", tiny_mnist, "--batch-size", 50, "--device", "cpu", "--conditional"]
     run("gan.py", *tiny, "--out-dir", tmp_path / "straight", "--epochs", 2)
     run("gan.py", *tiny, "--out-dir", tmp_path / "resumed", "--epochs", 1)
     run("gan.py", *tiny, "--out-dir", tmp_path / "resumed", "--epochs", 2, "--resume")

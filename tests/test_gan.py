@@ -11,7 +11,6 @@ from PIL import Image
 from torch import nn
 
 import gan
-import utils
 from models import D, G
 
 X_SHAPE = (1, 28, 28)
@@ -32,8 +31,8 @@ def test_one_training_step_changes_both_networks(tiny_mnist, tmp_path):
     checkpoint = torch.load(tmp_path / "gan.pt", weights_only=True)
     config = checkpoint["config"]
     torch.manual_seed(0)  # the script's seed: the same initial networks
-    g0, d0 = G(10, X_SHAPE, config["hidden_dim"]), D(X_SHAPE, config["d_hidden_dim"])
-    g1, d1 = G(10, X_SHAPE, config["hidden_dim"]), D(X_SHAPE, config["d_hidden_dim"])
+    g0, d0 = G(config["z_dim"], X_SHAPE, config["hidden_dim"]), D(X_SHAPE, config["d_hidden_dim"])
+    g1, d1 = G(config["z_dim"], X_SHAPE, config["hidden_dim"]), D(X_SHAPE, config["d_hidden_dim"])
     g1.load_state_dict(checkpoint["g"])
     d1.load_state_dict(checkpoint["d"])
     for before, after in [(g0, g1), (d0, d1)]:
@@ -41,7 +40,7 @@ def test_one_training_step_changes_both_networks(tiny_mnist, tmp_path):
             assert not torch.equal(p0, p1), name
 
     # The average G of the pictures moved 1 - decay of the way from G's first weights to its second.
-    average = G(10, X_SHAPE, config["hidden_dim"])
+    average = G(config["z_dim"], X_SHAPE, config["hidden_dim"])
     average.load_state_dict(checkpoint["g_ema"])
     decay = config["ema_decay"]
     assert 0 < decay < 1
@@ -99,7 +98,7 @@ def train_tiny(data, out, *extra):
 
 def test_one_epoch_writes_every_result_and_a_checkpoint_that_rebuilds_g(tiny_mnist, tmp_path):
     out = tmp_path / "gan"
-    result = train_tiny(tiny_mnist, out)
+    result = train_tiny(tiny_mnist, out, "--z-dim", 10)
     for name in ["samples_00.png", "samples_01.png", "progress.png", "progress.gif", "loss.png"]:
         Image.open(out / name).verify()
     assert Image.open(out / "samples_01.png").size == (242, 242)  # 8 x 8 digits of 28 pixels, 2 apart
@@ -182,12 +181,15 @@ def test_the_log_gives_d_of_g_z_in_both_steps_before_and_after_ds_update():
     assert abs(row["d_fake"] - row["d_fake_in_g_step"]) > 1e-3  # D's step moved it
 
 
-def test_progress_png_starts_before_training_as_the_slides_figure_does(tiny_mnist, tmp_path, monkeypatch):
-    shown = []
-    original = gan.plot_progress
-    monkeypatch.setattr(gan, "plot_progress", lambda grids, epochs: shown.append(epochs) or original(grids, epochs))
+def test_progress_png_shows_the_gifs_frames_before_training_after_the_first_epoch_half_way_and_at_the_end(tiny_mnist,
+                                                                                                        tmp_path):
     train_tiny(tiny_mnist, tmp_path, "--epochs", 4, "--batch-size", 300)  # a batch an epoch
-    assert shown == [[0, 1, 2, 4]]
+    gif, figure = Image.open(tmp_path / "progress.gif"), grey_pixels(Image.open(tmp_path / "progress.png"))
+    width = gif.width + 12  # the frames 12 pixels apart, as the slides' figure shows them
+    assert figure.shape == (gif.height, 4 * width - 12)
+    for i, epoch in enumerate([0, 1, 2, 4]):
+        gif.seek(epoch)
+        assert torch.equal(figure[:, i * width:i * width + gif.width], grey_pixels(gif)), epoch
 
 
 @pytest.mark.slow

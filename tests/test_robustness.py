@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -173,7 +174,7 @@ def test_resume_with_nothing_to_resume_or_the_other_scripts_run_is_a_one_line_er
 def test_resume_with_another_network_data_or_seed_names_the_option(script, option, value, tiny_mnist, trained,
                                                                    tmp_path):
     shutil.copy(trained[script] / CHECKPOINT[script], tmp_path)
-    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, "--epochs", 2, "--resume",
+    message = error_of(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--epochs", 2, "--resume",
                        option, value)
     assert message.startswith("error: --resume: ") and f"{option} cannot change when resuming" in message
 
@@ -202,7 +203,7 @@ def test_a_loss_that_explodes_stops_the_run_and_keeps_the_last_finite_epoch(scri
 def test_a_vae_whose_test_pass_is_nan_stops_and_resumes_with_a_smaller_lr(tiny_mnist, tmp_path):
     # One step an epoch: its training loss is computed before the step, which makes the weights nan; only the
     # test pass after it can tell.
-    tiny = ["--data-dir", tiny_mnist, "--out-dir", tmp_path, "--batch-size", 300, "--device", "cpu"]
+    tiny = ["--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--batch-size", 300]
     run("vae.py", *tiny, "--epochs", 1)
     message = error_of("vae.py", *tiny, "--epochs", 2, "--lr", "1e30", "--resume")
     assert message.startswith("error: epoch 2 ended with ") and "'test_neg_elbo': nan" in message
@@ -215,7 +216,7 @@ def test_a_vae_whose_test_pass_is_nan_stops_and_resumes_with_a_smaller_lr(tiny_m
 def start(script, data, out, *extra):
     """Start a script on tiny data in a separate process, its output unbuffered so that the test can follow it."""
     return subprocess.Popen([sys.executable, script, "--data-dir", str(data), "--out-dir", str(out),
-                             "--batch-size", "10", "--device", "cpu", *map(str, extra)],
+                             "--batch-size", "10", "--device", "cpu", "--z-dim", "3", *map(str, extra)],
                             # One thread each: the data are tiny, and the two runs share the cores.
                             cwd=ROOT, env={**OFFLINE_ENV, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -236,12 +237,12 @@ def test_ctrl_c_keeps_the_finished_epochs_says_so_in_one_line_and_resume_goes_on
     for script, process in processes.items():
         stdout, stderr = process.communicate(timeout=60)
         assert process.returncode == 130, stderr
-        assert stderr.strip() == "Ctrl-C: stopped; the finished epochs are kept: the same command with --resume goes on"
+        assert stderr.strip() == "Ctrl-C: stopped, the finished epochs kept: the same command with --resume goes on"
         epoch, rows = epochs_kept(tmp_path / script, script)
         assert epoch == rows >= 2
         assert_every_file_is_whole(tmp_path / script)
         result = run(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path / script, "--batch-size", 10,
-                     "--device", "cpu", "--epochs", epoch + 1, "--resume")
+                     "--device", "cpu", "--z-dim", 3, "--epochs", epoch + 1, "--resume")
         assert f"going on from epoch {epoch}" in result.stdout and f"epoch {epoch + 1:2d}/{epoch + 1}" in result.stdout
 
 
@@ -250,15 +251,16 @@ def test_a_stop_while_the_final_pictures_are_drawn_is_mended_by_resume(script, t
     tiny = ["--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY]
     run(script, *tiny)
     drawn = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.suffix in (".png", ".gif")}
-    saves = []
-    real_savefig = utils.Figure.savefig
+    finals, real_atomic = [], utils.atomic
 
-    def ctrl_c_at_the_second(figure, *args, **kwargs):  # a Ctrl-C once the first final picture is drawn
-        saves.append(1)
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-        return real_savefig(figure, *args, **kwargs)
-    monkeypatch.setattr(utils.Figure, "savefig", ctrl_c_at_the_second)
+    def ctrl_c_at_the_second_final_picture(path):
+        if not os.path.basename(path).startswith(("samples_", "reconstruction_0")) and path.suffix != ".pt" and \
+                path.name != "metrics.csv":
+            finals.append(path.name)
+            if len(finals) == 2:
+                raise KeyboardInterrupt
+        return real_atomic(path)
+    monkeypatch.setattr(utils, "atomic", lambda path: ctrl_c_at_the_second_final_picture(Path(path)))
     with pytest.raises(KeyboardInterrupt):
         run(script, *tiny, "--epochs", 2, "--resume")
     monkeypatch.undo()
