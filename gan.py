@@ -36,10 +36,11 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=positive, default=30, help="passes over the training images, in all when resuming")
     p.add_argument("--lr", type=utils.number(float, above=0), default=1e-3, help="Adam's learning rate, for G and D")
     p.add_argument("--betas", type=decay, nargs=2, default=[0.0, 0.99], metavar=("BETA1", "BETA2"), help="Adam's "
-                   "decay rates of its averages of the gradient and its square; the slides' 0.5 0.999 add momentum")
+                   "decay rates for its averages of the gradient and its square; the slides' 0.5 0.999 add momentum")
     p.add_argument("--r1-gamma", type=utils.number(float, at_least=0), default=1.0, metavar="GAMMA", help="D's loss "
                    f"gains GAMMA/2 times R1, the mean squared gradient of D's logit at real images ({R1_EVERY} times "
-                   f"that every {R1_EVERY}th step); 0: none, as on the slides: G collapses, 37%% of its samples 1s")
+                   f"that every {R1_EVERY}th step); 0: off, as on the slides: G collapses, 37%% of its samples 1s "
+                   "(half with the slides' betas too)")
     p.add_argument("--ema-decay", type=decay, default=0.999, metavar="DECAY", help="the pictures and --sample use "
                    "g_ema, an average of G's weights that moves 1 - DECAY of the way to G each step; 0: G itself")
     p.add_argument("--conditional", action="store_true", help="train the conditional GAN (Mirza & Osindero, 2014): "
@@ -64,7 +65,8 @@ def parse_args(argv=None):
 
 # ----------------------------------------------------------------------------- training loop
 def criterion(pred_y, y):
-    """The slides' nn.BCELoss(): -[y log D + (1 - y) log(1 - D)], averaged; on a nan it does not crash as BCELoss."""
+    """The slides' nn.BCELoss(): -[y log D + (1 - y) log(1 - D)], averaged; where BCELoss crashes on a nan, this goes on
+    to stop the run in one line."""
     return -utils.log_bernoulli(y, pred_y).mean()
 
 

@@ -1,4 +1,4 @@
-"""What vae.py and gan.py share: the data and its loader, the run's folder and checkpoint, a table of images."""
+"""What vae.py and gan.py share: options, device and data; the Bernoulli likelihood; the run's files; an image table."""
 import argparse
 import contextlib
 import csv
@@ -117,8 +117,9 @@ def start_fresh(out_dir, checkpoint_name):
     os.makedirs(out_dir, exist_ok=True)
     earlier = sorted(name for name in os.listdir(out_dir) if OUTPUTS.fullmatch(name))
     if earlier and checkpoint_name not in earlier:
-        sys.exit(f"error: --out-dir {out_dir} holds {', '.join(earlier)} but no {checkpoint_name} of an earlier run "
-                 f"to replace; pass another --out-dir")
+        more = " and more" if len(earlier) > 3 else ""
+        sys.exit(f"error: --out-dir {out_dir} holds {', '.join(earlier[:3])}{more} but no {checkpoint_name} of an "
+                 f"earlier run to replace; pass another --out-dir")
     if earlier:
         print(f"replacing the earlier run in {out_dir}: deleting its {len(earlier)} files", flush=True)
     # The checkpoint last: stopped half-way, the folder still holds it, and the next fresh run deletes the rest.
@@ -127,9 +128,8 @@ def start_fresh(out_dir, checkpoint_name):
 
 
 def save_checkpoint(path, nets, records, args, device):
-    """Save the checkpoint, one plain dict: the state of each of `nets` (networks, optimizers) by name, the settings,
-    the epochs done with their records, the random generators' state; then metrics.csv. An epoch with a number that
-    is not finite stops the run unsaved, so that the checkpoint kept is the last one all finite."""
+    """Save the checkpoint, one plain dict (each of `nets` by name, the settings, the records of the epochs done, the
+    random generators), then metrics.csv; an epoch not all finite stops the run unsaved, the last finite one kept."""
     metrics = records["metrics"]
     if metrics and not all(map(math.isfinite, metrics[-1].values())):
         sys.exit(f"error: epoch {len(metrics)} ended with {metrics[-1]}: training stopped, and the checkpoint of "

@@ -65,8 +65,8 @@ def compute_elbo(x, x_reconst, z_posterior, z_prior):
     """The slide's loss: the ELBO, log p(x|z) - KL(q(z|x) || p(z)), averaged over the batch."""
     # The Bernoulli log-likelihood of the pixels, sum_d x_d log x'_d + (1 - x_d) log(1 - x'_d).
     log_likelihood = utils.log_bernoulli(x, x_reconst).flatten(1).sum(1)
-    # In closed form, 1/2 sum_d (mu_d^2 + sigma_d^2 - log sigma_d^2 - 1) (Kingma & Welling, 2014, appendix B): the
-    # slide's formula lacks the 1/2, its code has it, but takes the KL of the loop's z_dist, not of z_posterior.
+    # In closed form, 1/2 sum_d (mu_d^2 + sigma_d^2 - log sigma_d^2 - 1) (Kingma & Welling, 2014, appendix B). The
+    # slide's formula lacks the 1/2 (its code has it); its code reads the loop's z_dist where z_posterior is meant.
     kl = dist.kl_divergence(z_posterior, z_prior).sum(1)
     return (log_likelihood - kl).mean()
 
@@ -107,8 +107,8 @@ def evaluate(vae, loader, z_prior):
 
 @torch.no_grad()
 def estimate_neg_log_likelihood(vae, loader, z_prior, k):
-    """-log p(x) in nats per image, from K importance samples per image: log p(x) = log E_q(z|x)[w], w = p(x|z) p(z) /
-    q(z|x). The ELBO, E_q[log w], is short of it by KL(q(z|x) || p(z|x)); K weights averaged in the log close in."""
+    """-log p(x) in nats per image, by importance sampling: log p(x) = log E_q(z|x)[w], w = p(x|z) p(z) / q(z|x). The
+    ELBO, E_q[log w], falls short by KL(q(z|x) || p(z|x)); K weights averaged inside the log close in (Burda et al.)."""
     total = 0
     for x, y in tqdm(loader, desc="importance sampling", leave=False, disable=None):
         z_posterior = vae.encode(x, y)
@@ -171,8 +171,9 @@ def plot_loss(batch_losses, metrics):
     ax.plot([e - 0.5 for e in epochs], [m["train_neg_elbo"] for m in metrics], "o-", color="tab:blue",
             label="train, mean over the epoch")
     ax.plot(epochs, [m["test_neg_elbo"] for m in metrics], "s-", color="tab:orange", label="test, after the epoch")
-    top = 1.3 * max(metrics[0]["train_neg_elbo"], metrics[0]["test_neg_elbo"])  # the first batches' 500 nats and more
-    ax.set(xlabel="epoch", ylabel="-ELBO (nats per image)", title="VAE loss", ylim=(None, top))  # would squash the rest
+    # The first batches, of 500 nats and more, would squash the rest of the curve.
+    top = 1.3 * max(metrics[0]["train_neg_elbo"], metrics[0]["test_neg_elbo"])
+    ax.set(xlabel="epoch", ylabel="-ELBO (nats per image)", title="VAE loss", ylim=(None, top))
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -215,18 +216,17 @@ def plot_latent_scatter(vae, loader, classes):
 def draw_final_pictures(vae, records, fixed, test_loader, classes, args):
     """The pictures of the whole run: of the model after its last epoch, and of the records of every epoch."""
     _, (x, _), (z, y) = fixed
-    figures = {"reconstruction_progress.png": plot_reconstruction_progress(x.cpu(), classes, records["progress"]),
+    figs = {"reconstruction_progress.png": plot_reconstruction_progress(x.cpu(), classes, records["progress"]),
                "loss.png": plot_loss(records["batch_losses"], records["metrics"])}
     if args.conditional:
-        figures["class_grid.png"] = utils.plot_image_table(vae.decode(z, y), [f"z{j + 1}" for j in range(8)], classes,
+        figs["class_grid.png"] = utils.plot_image_table(vae.decode(z, y), [f"z{j + 1}" for j in range(8)], classes,
                                                            "Each row one class, each column one z: the same style")
     else:  # each class's first test image, to the next class's: 0 to 1, 1 to 2, ..., 9 to 0
-        figures["interpolation.png"] = plot_interpolation(vae, x, x.roll(-1, 0), classes, classes[1:] + classes[:1])
+        figs["interpolation.png"] = plot_interpolation(vae, x, x.roll(-1, 0), classes, classes[1:] + classes[:1])
     if args.z_dim == 2:  # a conditional model gets a plane of styles for each class
-        labels = range(10) if args.conditional else [None]
-        figures["latent_space.png"] = plot_latent_space(vae, x.device, classes, labels)
-        figures["latent_scatter.png"] = plot_latent_scatter(vae, test_loader, classes)
-    for name, figure in figures.items():
+        figs["latent_space.png"] = plot_latent_space(vae, x.device, classes, range(10) if args.conditional else [None])
+        figs["latent_scatter.png"] = plot_latent_scatter(vae, test_loader, classes)
+    for name, figure in figs.items():
         with utils.atomic(os.path.join(args.out_dir, name)) as tmp:
             figure.savefig(tmp, dpi=120, bbox_inches="tight")
 
