@@ -43,7 +43,7 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS), help="digits, or photos of clothes")
     p.add_argument("--data-dir", default="data", help="folder of MNIST/raw/ or FashionMNIST/raw/, or to download into")
     p.add_argument("--out-dir", default="outputs/vae", help="where the pictures, metrics.csv and vae.pt go")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="auto: CUDA, MPS or CPU")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="auto: CUDA, MPS, else CPU")
     args = p.parse_args(argv)
     if args.label is not None and args.sample is None:
         p.error("argument --label: goes with --sample, to ask a conditional model for a class")
@@ -217,10 +217,10 @@ def draw_final_pictures(vae, records, fixed, test_loader, classes, args):
     """The pictures of the whole run: of the model after its last epoch, and of the records of every epoch."""
     _, (x, _), (z, y) = fixed
     figs = {"reconstruction_progress.png": plot_reconstruction_progress(x.cpu(), classes, records["progress"]),
-               "loss.png": plot_loss(records["batch_losses"], records["metrics"])}
+            "loss.png": plot_loss(records["batch_losses"], records["metrics"])}
     if args.conditional:
         figs["class_grid.png"] = utils.plot_image_table(vae.decode(z, y), [f"z{j + 1}" for j in range(8)], classes,
-                                                           "Each row one class, each column one z: the same style")
+                                                        "Each row one class, each column one z: the same style")
     else:  # each class's first test image, to the next class's: 0 to 1, 1 to 2, ..., 9 to 0
         figs["interpolation.png"] = plot_interpolation(vae, x, x.roll(-1, 0), classes, classes[1:] + classes[:1])
     if args.z_dim == 2:  # a conditional model gets a plane of styles for each class
