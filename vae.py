@@ -180,7 +180,7 @@ def plot_loss(batch_losses, metrics):
 
 
 @torch.no_grad()
-def plot_latent_space(vae, device, classes, labels=(None,)):
+def plot_latent_space(vae, device, classes, labels):
     """The slide's "Learned z space": z on the prior's quantiles (rows of equal mass), decoded; a panel per class."""
     n = 20 if len(labels) == 1 else 10  # images to a side
     z = dist.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))

@@ -12,7 +12,6 @@ import io
 import os
 import socket
 import struct
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,8 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # import models, utils, vae and gan from the repository root
 import digits  # noqa: E402  (tests/digits.py, which imports utils)
 import utils  # noqa: E402
-
-
 
 RAW_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -171,15 +168,6 @@ def error_of(script, *args, status=None):
     assert exit_status == (status or exit_status) and exit_status != 0, (exit_status, message)
     assert len(message.strip().splitlines()) == 1, message
     return message
-
-
-def run_script(*args, check=True):
-    """Run `python <script> <args>` in a separate process from the repository root, offline, as a user would."""
-    result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=OFFLINE_ENV,
-                            capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} exited {result.returncode}:\n{result.stderr[-3000:]}")
-    return result
 
 
 def help_of(script):

@@ -63,7 +63,8 @@ def test_bad_gan_option_values_are_a_one_line_argparse_error(option, tiny_mnist,
 def test_a_range_error_says_what_the_option_takes():
     assert error_of("vae.py", "--epochs", "0").endswith("argument --epochs: must be at least 1, not 0")
     assert error_of("vae.py", "--lr", "nan").endswith("argument --lr: must be above 0, not nan")
-    assert error_of("gan.py", "--ema-decay", "1").endswith("argument --ema-decay: must be at least 0 and below 1, not 1")
+    assert error_of("gan.py", "--ema-decay", "1").endswith(
+        "argument --ema-decay: must be at least 0 and below 1, not 1")
     assert error_of("vae.py", "--epochs", "ten").endswith("argument --epochs: invalid int value: 'ten'")
 
 
@@ -297,8 +298,8 @@ def test_a_full_disk_or_a_closed_output_ends_in_pythons_error_and_keeps_the_last
                 raise BrokenPipeError(32, "Broken pipe")
             return super().write(text)
     with pytest.raises(BrokenPipeError), contextlib.redirect_stdout(ClosedPipe()):
-        __import__(script[:-3]).main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path / "pipe"), *map(str, TINY),
-                                      "--epochs", "3"])
+        __import__(script[:-3]).main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path / "pipe"),
+                                      *map(str, TINY), "--epochs", "3"])
     assert epochs_kept(tmp_path / "pipe", script) == (2, 2)  # the second epoch's line could not be printed
     assert_every_file_is_whole(tmp_path / "pipe")
 
@@ -368,7 +369,8 @@ def test_a_fresh_run_replaces_the_earlier_run_and_nothing_else_saying_so(script,
     (tmp_path / "zz_album.png").mkdir()
     earlier = [name for name in os.listdir(tmp_path) if name not in users and name != "zz_album.png"]
     result = run(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--epochs", 2)
-    assert result.stdout.splitlines()[1] == f"replacing the earlier run in {tmp_path}: deleting its {len(earlier)} files"
+    replacing = f"replacing the earlier run in {tmp_path}: deleting its {len(earlier)} files"
+    assert result.stdout.splitlines()[1] == replacing
     assert all((tmp_path / name).read_bytes() == content for name, content in users.items())
     assert (tmp_path / "zz_album.png").is_dir()
     assert not (tmp_path / ".tmp-999-loss.png").exists()
