@@ -1,14 +1,12 @@
 """Train the slides' variational auto-encoder (VAE) on MNIST and draw what it learned.
 
-In the slides' order: settings, data, network (the VAE of models.py), loss, training loop, visualisation; main()."""
+In the slides' order: settings, loss, training loop, visualisation; main() adds the data and the VAE (models.py)."""
 import argparse
 import math
 import os
-import sys
 import time
 
 import torch
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 from torch import distributions as dist
 from torchvision.utils import make_grid, save_image
@@ -22,42 +20,30 @@ from models import VAE
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    positive = utils.number(int, at_least=1)
-    p.add_argument("--z-dim", type=positive, default=2, help="size of the latent z; 2 is drawn as a plane too")
-    p.add_argument("--hidden-dim", type=positive, default=500, help="units in each hidden layer")
-    p.add_argument("--batch-size", type=positive, default=200, help="images per training step")
-    p.add_argument("--lr", type=utils.number(float, above=0), default=1e-3, help="Adam's learning rate")
-    p.add_argument("--epochs", type=positive, default=10, help="passes over the training images, in all when resuming")
-    p.add_argument("--iw-samples", type=utils.number(int, at_least=0), default=10, metavar="K", help="samples per "
-                   "test image for the importance-weighted bound on -log p(x) at the end: more, tighter; 0 skips it")
+    p.add_argument("--z-dim", type=int, default=2, help="size of the latent z; 2 is drawn as a plane too")
+    p.add_argument("--hidden-dim", type=int, default=500, help="units in each hidden layer")
+    p.add_argument("--batch-size", type=int, default=200, help="images per training step")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training images, in all when resuming")
+    p.add_argument("--iw-samples", type=int, default=10, metavar="K", help="samples per test image for the "
+                   "importance-weighted bound on -log p(x) at the end: more, tighter; 0 skips it")
     p.add_argument("--conditional", action="store_true", help="train the conditional VAE (Sohn et al., 2015): the "
                    "encoder and the decoder also get the class, so that z holds only the style")
-    p.add_argument("--sample", type=positive, metavar="N", help="do not train: decode N draws of z ~ N(0, I) with the "
+    p.add_argument("--sample", type=int, metavar="N", help="do not train: decode N draws of z ~ N(0, I) with the "
                    "model in --out-dir into generated.png; a conditional one draws the classes in turn")
     p.add_argument("--label", type=int, choices=range(10), metavar="K", help=f"with --sample, the one class that a "
                    f"conditional model draws: for mnist the digit, for fashion-mnist {utils.FASHION}")
-    p.add_argument("--resume", action="store_true", help="go on from the checkpoint in --out-dir, up to --epochs; "
-                   "of a finished run, draw its final pictures again")
-    p.add_argument("--seed", type=utils.number(int, at_least=0, below=2 ** 64), default=0,
-                   help="random seed; the same seed repeats a run exactly on the same machine and number of threads")
+    p.add_argument("--resume", action="store_true", help="go on from the checkpoint in --out-dir, up to --epochs, "
+                   "with its network, data and seed; of a finished run, draw its final pictures again")
+    p.add_argument("--seed", type=int, default=0, help="random seed: repeats a run on one machine and thread count")
     p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS), help="digits, or photos of clothes")
     p.add_argument("--data-dir", default="data", help="folder of MNIST/raw/ or FashionMNIST/raw/, or to download into")
     p.add_argument("--out-dir", default="outputs/vae", help="where the pictures, metrics.csv and vae.pt go")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="auto: CUDA, MPS, else CPU")
     args = p.parse_args(argv)
-    if args.label is not None and args.sample is None:
+    if args.label is not None and args.sample is None:  # it would be ignored
         p.error("argument --label: goes with --sample, to ask a conditional model for a class")
     return args
-
-
-# ----------------------------------------------------------------------------- data
-def fixed_inputs(test_loader, args, device):
-    """The pictures' fixed inputs: 32 test images, the first of each class, and 64 z (or 8 z, each as every class)."""
-    x, y = next(iter(test_loader))  # the first test images, in order
-    first = [y.tolist().index(c) for c in range(10)]
-    z = torch.randn(8 if args.conditional else 64, args.z_dim, device=device).repeat(10 if args.conditional else 1, 1)
-    classes = torch.arange(10, device=device).repeat_interleave(8) if args.conditional else None
-    return (x[:32], y[:32]), (x[first], y[first]), (z, classes)
 
 
 # ----------------------------------------------------------------------------- loss
@@ -121,10 +107,8 @@ def estimate_neg_log_likelihood(vae, loader, z_prior, k):
     return -(total.item() / len(loader.images) - math.log(k))  # log of their mean
 
 
-# What each epoch prints: its row of metrics.csv in one line.
 EPOCH_LINE = ("epoch {epoch:2d}/{epochs}  train -ELBO {train_neg_elbo:6.1f}  test -ELBO {test_neg_elbo:6.1f} "
-              "(reconstruction {test_reconstruction:6.1f} + KL {test_kl:4.1f})  {seconds:5.1f} s  "
-              "{images_per_second:6.0f} images/s")
+              "(reconstruction {test_reconstruction:6.1f} + KL {test_kl:4.1f})  {seconds:5.1f} s")
 
 
 # ----------------------------------------------------------------------------- visualisation
@@ -135,8 +119,7 @@ def draw_epoch(vae, fixed, epoch, out_dir):
     rows = [shown_x, vae.decode(vae.encode(shown_x, shown_y).mean, shown_y)]  # each row of 8 above its reconstruction
     pairs = torch.stack([images.unflatten(0, (-1, 8)) for images in rows], 1).flatten(0, 2)
     for name, images in [("reconstruction", pairs), ("samples", vae.decode(sample_z, sample_y))]:
-        with utils.atomic(os.path.join(out_dir, f"{name}_{epoch:02d}.png")) as tmp:
-            save_image(images, tmp, nrow=8, padding=2, pad_value=0.5)
+        save_image(images, os.path.join(out_dir, f"{name}_{epoch:02d}.png"), nrow=8, padding=2, pad_value=0.5)
     return vae.decode(vae.encode(progress_x, progress_y).mean, progress_y).cpu()
 
 
@@ -148,7 +131,6 @@ def plot_reconstruction_progress(originals, names, reconstructions):
                                   "Reconstruction progress")
 
 
-@torch.no_grad()
 def plot_interpolation(vae, x_from, x_to, names_from, names_to, steps=11):
     """Decode the straight line in z from each x_from's posterior mean to the x_to's beside it."""
     z_from, z_to = vae.encode(x_from).mean, vae.encode(x_to).mean
@@ -168,45 +150,41 @@ def plot_loss(batch_losses, metrics):
     ax.plot(steps, torch.cat(batch_losses), lw=0.5, alpha=0.5, color="tab:blue", label="train, per batch")
     epochs = [m["epoch"] for m in metrics]
     # An epoch's train mean averages the whole epoch, so it sits at the epoch's middle.
-    ax.plot([e - 0.5 for e in epochs], [m["train_neg_elbo"] for m in metrics], "o-", color="tab:blue",
-            label="train, mean over the epoch")
+    epoch_means = [m["train_neg_elbo"] for m in metrics]
+    ax.plot([e - 0.5 for e in epochs], epoch_means, "o-", color="tab:blue", label="train, mean over the epoch")
     ax.plot(epochs, [m["test_neg_elbo"] for m in metrics], "s-", color="tab:orange", label="test, after the epoch")
     # The first batches, of 500 nats and more, would squash the rest of the curve.
-    top = 1.3 * max(metrics[0]["train_neg_elbo"], metrics[0]["test_neg_elbo"])
-    ax.set(xlabel="epoch", ylabel="-ELBO (nats per image)", title="VAE loss", ylim=(None, top))
+    ax.set(xlabel="epoch", ylabel="-ELBO (nats per image)", title="VAE loss", ylim=(None, 1.3 * epoch_means[0]))
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
 
 
-@torch.no_grad()
-def plot_latent_space(vae, device, classes, labels):
-    """The slide's "Learned z space": z on the prior's quantiles (rows of equal mass), decoded; a panel per class."""
-    n = 20 if len(labels) == 1 else 10  # images to a side
+def plot_latent_space(vae, device, classes, panels):
+    """The slide's "Learned z space": z on the prior's quantiles, decoded; a panel per class in `panels` (or [None])."""
+    n = 20 if len(panels) == 1 else 10  # images to a side
     z = dist.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
     z1, z2 = torch.meshgrid(z, z.flip(0), indexing="xy")  # z2 grows upwards, as on a plot
     grid_z = torch.stack([z1, z2], -1).view(-1, 2).to(device)
-    rows, columns = math.ceil(len(labels) / 5), min(len(labels), 5)
-    fig = Figure(figsize=(8, 8) if len(labels) == 1 else (3.2 * columns, 3.4 * rows))
+    fig = Figure(figsize=(8, 8) if len(panels) == 1 else (16, 6.8))  # one panel, or two rows of five
     cells = [0, n // 4, n // 2, 3 * n // 4, n - 1]  # the cells whose z the axes give
     at, z_at = [c + 0.5 for c in cells], [f"{z[c]:.1f}" for c in cells]
-    for ax, label in zip(fig.subplots(rows, columns, squeeze=False).flat, labels):
-        y = None if label is None else torch.full((n * n,), label, device=device)
+    for ax, panel in zip(fig.subplots(math.ceil(len(panels) / 5), min(len(panels), 5), squeeze=False).flat, panels):
+        y = None if panel is None else torch.full((n * n,), panel, device=device)
         grid = make_grid(vae.decode(grid_z, y).cpu(), nrow=n, padding=0)[0]
         ax.imshow(grid.numpy(), cmap="gray", extent=[0, n, 0, n])
         ax.set(xticks=at, xticklabels=z_at, yticks=at, yticklabels=z_at, xlabel="$z_1$", ylabel="$z_2$")
-        ax.set_title("Learned z space" if label is None else f"Learned z space of {classes[label]}")
+        ax.set_title("Learned z space" if panel is None else f"Learned z space of {classes[panel]}")
     return fig
 
 
-@torch.no_grad()
 def plot_latent_scatter(vae, loader, classes):
     """Each test image's posterior mean, coloured by its class (given the class, a conditional encoder mixes them)."""
     mu, label = map(torch.cat, zip(*[(vae.encode(x, y).mean.cpu(), y.cpu()) for x, y in loader]))
     fig = Figure(figsize=(7, 6))
     ax = fig.subplots()
     for c in label.unique().tolist():
-        ax.scatter(*mu[label == c].T, s=2, alpha=0.6, color=colormaps["tab10"](c), label=classes[c])
+        ax.scatter(*mu[label == c].T, s=2, alpha=0.6, color=f"C{c}", label=classes[c])
     ax.legend(markerscale=6, loc="center left", bbox_to_anchor=(1, 0.5))
     ax.set(xlabel="$z_1$", ylabel="$z_2$", title="Posterior means of the test set", aspect="equal")
     return fig
@@ -216,7 +194,7 @@ def plot_latent_scatter(vae, loader, classes):
 def draw_final_pictures(vae, records, fixed, test_loader, classes, args):
     """The pictures of the whole run: of the model after its last epoch, and of the records of every epoch."""
     _, (x, _), (z, y) = fixed
-    figs = {"reconstruction_progress.png": plot_reconstruction_progress(x.cpu(), classes, records["progress"]),
+    figs = {"reconstruction_progress.png": plot_reconstruction_progress(x.cpu(), classes, records["reconstructions"]),
             "loss.png": plot_loss(records["batch_losses"], records["metrics"])}
     if args.conditional:
         figs["class_grid.png"] = utils.plot_image_table(vae.decode(z, y), [f"z{j + 1}" for j in range(8)], classes,
@@ -227,19 +205,18 @@ def draw_final_pictures(vae, records, fixed, test_loader, classes, args):
         figs["latent_space.png"] = plot_latent_space(vae, x.device, classes, range(10) if args.conditional else [None])
         figs["latent_scatter.png"] = plot_latent_scatter(vae, test_loader, classes)
     for name, figure in figs.items():
-        with utils.atomic(os.path.join(args.out_dir, name)) as tmp:
-            figure.savefig(tmp, dpi=120, bbox_inches="tight")
+        figure.savefig(os.path.join(args.out_dir, name), dpi=120, bbox_inches="tight")
 
 
 @torch.no_grad()
-def sample(args, device):
+def sample(args, path, device):
     """--sample: decode N draws of z ~ N(0, I) with the VAE trained in --out-dir, into generated.png."""
-    checkpoint, z, y, nrow = utils.sample_inputs(os.path.join(args.out_dir, "vae.pt"), args, device)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     config = checkpoint["config"]
+    z, y, nrow = utils.sample_inputs(args.sample, args.label, config, device)
     vae = VAE(utils.X_SHAPE, config["z_dim"], config["hidden_dim"], 10 if config["conditional"] else 0).to(device)
     vae.load_state_dict(checkpoint["model"])
-    with utils.atomic(os.path.join(args.out_dir, "generated.png")) as tmp:
-        save_image(vae.decode(z, y), tmp, nrow=nrow, padding=2, pad_value=0.5)
+    save_image(vae.decode(z, y), os.path.join(args.out_dir, "generated.png"), nrow=nrow, padding=2, pad_value=0.5)
     print(f"{args.sample} images after epoch {checkpoint['epoch']}: {os.path.abspath(args.out_dir)}/generated.png")
 
 
@@ -247,45 +224,50 @@ def sample(args, device):
 def main(argv=None):
     args = parse_args(argv)
     device = utils.get_device(args.device)
+    path = os.path.join(args.out_dir, "vae.pt")
+    if args.resume:  # as nanoGPT does: the network, the data and the seed are the checkpoint's, so they cannot change
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        for name in ["z_dim", "hidden_dim", "conditional", "dataset", "seed"]:
+            setattr(args, name, checkpoint["config"][name])
     torch.manual_seed(args.seed)
     if args.sample:
-        return sample(args, device)
-    (train_images, train_labels), (test_images, test_labels), classes = utils.load_dataset(args.dataset, args.data_dir)
-    loader = utils.BatchLoader(train_images, train_labels, args.batch_size, device)
-    test_loader = utils.BatchLoader(test_images, test_labels, 1000, device, shuffle=False)
+        return sample(args, path, device)
+    loader, test_loader, classes = utils.load_data(args.dataset, args.data_dir, args.batch_size, device)
 
-    # --conditional: the encoder and the decoder also get the class, as a one-hot vector (see models.py).
     vae = VAE(utils.X_SHAPE, args.z_dim, args.hidden_dim, n_classes=10 if args.conditional else 0).to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr, fused=True)  # fused: one kernel for all its updates
-    # Adam's averages of tiny gradients turn into subnormal floats, up to 100 times slower on a CPU: round them to 0.
+    # Adam's tiny averages turn into subnormal floats, slow on a CPU: flushing them to 0 made an epoch 1.25x faster.
     torch.set_flush_denormal(True)
-    z_prior = dist.Normal(torch.zeros(args.z_dim, device=device), torch.ones(args.z_dim, device=device))
-    fixed = fixed_inputs(test_loader, args, device)
+    z_prior = dist.Normal(torch.zeros(args.z_dim, device=device), 1.0, validate_args=False)  # N(0, I): see VAE.encode
+    x, y = next(iter(test_loader))  # the pictures' fixed inputs: the first 32 test images, the first of each class
+    first = [y.tolist().index(c) for c in range(10)]
+    fixed = (x[:32], y[:32]), (x[first], y[first]), utils.fixed_noise(args.z_dim, args.conditional, device)
 
-    path = os.path.join(args.out_dir, "vae.pt")
-    nets = {"model": vae, "optimizer": optimizer}  # what the checkpoint holds, beside the settings and the records
-    records = {"metrics": [], "batch_losses": [], "progress": []}  # what the final pictures need of each epoch
-    if args.resume:  # the network, the data and the seed cannot change
-        records = utils.resume(path, nets, args, ["z_dim", "hidden_dim", "conditional", "dataset", "seed"], device)
-    else:  # the checkpoint of epoch 0 first: from then on, the folder holds this run
-        utils.start_fresh(args.out_dir, "vae.pt")
-        utils.save_checkpoint(path, nets, records, args, device)
+    records = {"metrics": [], "batch_losses": [], "reconstructions": []}  # what the final pictures need of each epoch
+    if args.resume:  # go on as if never stopped; a new --lr or --batch-size applies from the next epoch
+        vae.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict({**checkpoint["optimizer"], "param_groups": optimizer.state_dict()["param_groups"]})
+        records = checkpoint["records"]
+        for rng, state in zip(utils.rngs(device), checkpoint["rng"]):  # the CPU's, and a GPU's where it has one
+            rng.set_rng_state(state)
+    os.makedirs(args.out_dir, exist_ok=True)
 
     for epoch in range(len(records["metrics"]) + 1, args.epochs + 1):
         start = time.perf_counter()
         losses = train(vae, optimizer, tqdm(loader, f"epoch {epoch}/{args.epochs}", leave=False, disable=None), z_prior)
         test = evaluate(vae, test_loader, z_prior)
-        records["progress"].append(draw_epoch(vae, fixed, epoch, args.out_dir))
+        records["reconstructions"].append(draw_epoch(vae, fixed, epoch, args.out_dir))
         records["batch_losses"].append(losses.cpu())
-        seconds = time.perf_counter() - start
-        records["metrics"].append({"epoch": epoch, "train_neg_elbo": losses.mean().item(), **test, "seconds": seconds,
-                                   "images_per_second": len(train_images) / seconds})
-        utils.save_checkpoint(path, nets, records, args, device)
+        records["metrics"].append({"epoch": epoch, "train_neg_elbo": losses.mean().item(), **test,
+                                   "seconds": time.perf_counter() - start})
+        torch.save({"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "records": records,
+                    "config": vars(args), "rng": [rng.get_rng_state() for rng in utils.rngs(device)]}, path + ".tmp")
+        os.replace(path + ".tmp", path)  # in one step: a stop at any moment leaves the last finished epoch's checkpoint
+        utils.write_metrics(os.path.join(args.out_dir, "metrics.csv"), records["metrics"])
         print(EPOCH_LINE.format(**records["metrics"][-1], epochs=args.epochs), flush=True)
 
     draw_final_pictures(vae, records, fixed, test_loader, classes, args)
-    print(f"final test -ELBO {records['metrics'][-1]['test_neg_elbo']:.1f} nats per image; pictures, metrics.csv and "
-          f"vae.pt in {os.path.abspath(args.out_dir)}")
+    print(f"pictures, metrics.csv and vae.pt in {os.path.abspath(args.out_dir)}")
     if args.iw_samples:
         neg_log_likelihood = estimate_neg_log_likelihood(vae, test_loader, z_prior, args.iw_samples)
         print(f"final test -log p(x{'|y' if args.conditional else ''}) <= {neg_log_likelihood:.1f} nats per image "
@@ -293,8 +275,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:  # Ctrl-C: every file on disk is whole, the last finished epoch's checkpoint among them
-        print("\nCtrl-C: stopped, the finished epochs kept: the same command with --resume goes on", file=sys.stderr)
-        sys.exit(130)
+    main()

@@ -40,8 +40,7 @@ def train_digit_classifier(data_dir, seed):
                         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    (images, labels), _, _ = utils.load_dataset("mnist", data_dir)
-    loader = utils.BatchLoader(images, labels, 128, torch.device("cpu"))
+    loader, _, _ = utils.load_data("mnist", data_dir, 128, torch.device("cpu"))
     for _ in range(4):
         for x, y in loader:
             loss = F.cross_entropy(net(x), y)
