@@ -28,6 +28,7 @@ CHECKPOINT = {"vae.py": "vae.pt", "gan.py": "gan.pt"}  # what each script saves 
 # A run of a few batches on tiny data; z of 3 spares the VAE's latent-space plots, which only z = 2 draws (and which
 # the tests that need them ask for).
 TINY = ["--epochs", 1, "--batch-size", 50, "--device", "cpu", "--z-dim", 3]
+CONDITIONAL = [*TINY, "--conditional"]
 
 
 def real_data(folder):
@@ -98,13 +99,23 @@ def tiny_mnist(tmp_path_factory):
     return make_tiny_mnist(root, n_train=200, folder="FashionMNIST", seed=1)
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory, tiny_mnist):
-    """script -> the --out-dir of one tiny epoch with the default networks, shared by the tests that only read it."""
+def train_once(tmp_path_factory, data_dir, options):
     out = tmp_path_factory.mktemp("trained")
     for script in SCRIPTS:
-        run(script, "--data-dir", tiny_mnist, "--out-dir", out / script, *TINY)
+        run(script, "--data-dir", data_dir, "--out-dir", out / script, *options)
     return {script: out / script for script in SCRIPTS}
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_mnist):
+    """script -> the --out-dir of one TINY epoch, shared by the tests that only read it or copy it."""
+    return train_once(tmp_path_factory, tiny_mnist, TINY)
+
+
+@pytest.fixture(scope="session")
+def conditional(tmp_path_factory, tiny_mnist):
+    """script -> the --out-dir of one CONDITIONAL epoch, likewise."""
+    return train_once(tmp_path_factory, tiny_mnist, CONDITIONAL)
 
 
 def grey_pixels(image):

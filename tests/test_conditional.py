@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import CHECKPOINT, SCRIPTS, TINY, error_of, grey_pixels, grid_cells, run
+from conftest import CHECKPOINT, CONDITIONAL, SCRIPTS, error_of, grey_pixels, grid_cells, run
 from PIL import Image
 from torch import nn
 from torch.distributions import Normal
@@ -63,15 +63,6 @@ def generator_of(script, checkpoint):
     return g
 
 
-@pytest.fixture(scope="module")
-def conditional(tmp_path_factory, tiny_mnist):
-    """script -> the --out-dir of one tiny conditional epoch at z = 2."""
-    out = tmp_path_factory.mktemp("conditional")
-    for script in SCRIPTS:
-        run(script, "--data-dir", tiny_mnist, "--out-dir", out / script, *TINY, "--conditional", "--z-dim", 2)
-    return {script: out / script for script in SCRIPTS}
-
-
 @torch.no_grad()
 def test_the_latent_space_of_a_conditional_vae_has_a_panel_per_class_asked_for():
     import vae as script
@@ -90,7 +81,7 @@ def test_the_class_grid_draws_the_fixed_noise_a_row_per_class_named_and_a_column
     shutil.copytree(conditional[script], tmp_path, dirs_exist_ok=True)
     tables, original = [], utils.plot_image_table
     monkeypatch.setattr(utils, "plot_image_table", lambda *args: tables.append(args) or original(*args))
-    run(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--conditional", "--z-dim", 2, "--resume")
+    run(script, "--data-dir", tiny_mnist, "--out-dir", tmp_path, *CONDITIONAL, "--resume")
     images, columns, rows, _ = next(table for table in tables if table[1][0] == "z1")
     assert columns == [f"z{j + 1}" for j in range(8)] and rows == [str(c) for c in range(10)]
     samples = grey_pixels(Image.open(tmp_path / "samples_01.png")).float() / 255

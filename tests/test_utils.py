@@ -71,6 +71,7 @@ def test_a_log_file_gets_one_line_per_epoch_and_a_terminal_a_progress_bar(script
     assert [line[:11] for line in result.stdout.splitlines() if line.startswith("epoch")] == \
         ["epoch  1/3 ", "epoch  2/3 ", "epoch  3/3 "]
     assert len(result.stdout.splitlines()) <= 6  # the device, an epoch each, and the final lines
+    assert ("final test -log p(x) <= " in result.stdout) == (script == "vae.py")  # the VAE's bound, by default
 
     terminal = Terminal()  # where tqdm draws its bar
     with contextlib.redirect_stderr(terminal), contextlib.redirect_stdout(io.StringIO()):
