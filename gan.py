@@ -217,7 +217,7 @@ def main(argv=None):
     loader, _, classes = utils.load_data(args.dataset, args.data_dir, args.batch_size, device)
 
     g = G(args.z_dim, utils.X_SHAPE, args.hidden_dim, n_classes=10 if args.conditional else 0).to(device)
-    g_ema = copy.deepcopy(g).requires_grad_(False)  # (beyond the slides) the average of G that the pictures show
+    g_ema = copy.deepcopy(g).requires_grad_(False)  # (beyond the slides) what the pictures show: G averaged, steadier
     d = D(utils.X_SHAPE, args.d_hidden_dim, n_classes=10 if args.conditional else 0).to(device)
     # (beyond the slides) Adam without momentum, which carries each player on past the other: the game circles.
     g_optimizer = torch.optim.Adam(g.parameters(), lr=args.lr, betas=args.betas, fused=True)

@@ -238,7 +238,8 @@ def main(argv=None):
     optimizer = torch.optim.Adam(vae.parameters(), lr=args.lr, fused=True)  # fused: one kernel for all its updates
     # Adam's tiny averages turn into subnormal floats, slow on a CPU: flushing them to 0 made an epoch 1.25x faster.
     torch.set_flush_denormal(True)
-    z_prior = dist.Normal(torch.zeros(args.z_dim, device=device), 1.0, validate_args=False)  # N(0, I): see VAE.encode
+    # p(z) = N(0, I); validate_args=False, as in VAE.encode: a check at each log_prob would wait for a GPU.
+    z_prior = dist.Normal(torch.zeros(args.z_dim, device=device), 1.0, validate_args=False)
     x, y = next(iter(test_loader))  # the pictures' fixed inputs: the first 32 test images, the first of each class
     first = [y.tolist().index(c) for c in range(10)]
     fixed = (x[:32], y[:32]), (x[first], y[first]), utils.fixed_noise(args.z_dim, args.conditional, device)
