@@ -187,7 +187,6 @@ def draw_final_pictures(records, classes, args):
                                         "Each row one class, each column one z: the same style")
         figure.savefig(os.path.join(args.out_dir, "class_grid.png"), dpi=120, bbox_inches="tight")
     draw_progress(records["samples"], args.out_dir)
-    print(f"pictures, metrics.csv and gan.pt in {os.path.abspath(args.out_dir)}")
 
 
 @torch.no_grad()
@@ -254,6 +253,7 @@ def main(argv=None):
         print(EPOCH_LINE.format(**records["metrics"][-1], epochs=args.epochs), flush=True)
 
     draw_final_pictures(records, classes, args)
+    print(f"pictures, metrics.csv and gan.pt in {os.path.abspath(args.out_dir)}")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ def rngs(device):
 
 
 def write_metrics(path, metrics):
+    """metrics.csv: a row for each epoch done."""
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(metrics[0]))
         writer.writeheader()
