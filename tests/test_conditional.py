@@ -10,8 +10,7 @@ from torch.distributions import Normal
 
 import utils
 from models import D, G, VAE
-
-X_SHAPE = (1, 28, 28)
+from utils import X_SHAPE
 
 
 # ----------------------------------------------------------------------------- the networks

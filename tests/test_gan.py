@@ -9,8 +9,7 @@ from PIL import Image
 
 import gan
 from models import D, G
-
-X_SHAPE = (1, 28, 28)
+from utils import X_SHAPE
 
 
 def test_one_training_step_changes_both_networks(tiny_mnist, tmp_path):

@@ -9,8 +9,8 @@ from PIL import Image
 
 import gan
 from models import D, G, VAE
+from utils import X_SHAPE
 
-X_SHAPE = (1, 28, 28)
 OUTPUTS = {"vae.py": ["vae.pt", "metrics.csv", "reconstruction_01.png", "samples_01.png", "loss.png",
                       "reconstruction_progress.png"],
            "gan.py": ["gan.pt", "metrics.csv", "samples_00.png", "samples_01.png", "loss.png", "progress.png",

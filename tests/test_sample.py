@@ -5,6 +5,7 @@ from conftest import CHECKPOINT, SCRIPTS, grey_pixels, grid_cells, run
 from PIL import Image
 
 from models import VAE, G
+from utils import X_SHAPE
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -15,8 +16,8 @@ def test_sample_draws_from_the_network_in_the_checkpoint_with_its_options_into_g
     checkpoint = torch.load(trained[script] / CHECKPOINT[script], weights_only=True)
     config = checkpoint["config"]
     torch.manual_seed(1234)
-    far = VAE((1, 28, 28), config["z_dim"], config["hidden_dim"]) if script == "vae.py" else \
-        G(config["z_dim"], (1, 28, 28), config["hidden_dim"])
+    far = VAE(X_SHAPE, config["z_dim"], config["hidden_dim"]) if script == "vae.py" else \
+        G(config["z_dim"], X_SHAPE, config["hidden_dim"])
     checkpoint["model" if script == "vae.py" else "g_ema"] = far.state_dict()
     torch.save(checkpoint, tmp_path / CHECKPOINT[script])
     saved = (tmp_path / CHECKPOINT[script]).read_bytes()

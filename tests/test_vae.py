@@ -11,9 +11,8 @@ from torch.distributions import Normal
 
 import utils
 from models import VAE
+from utils import X_SHAPE
 from vae import compute_elbo, estimate_neg_log_likelihood, evaluate, plot_interpolation, plot_latent_scatter
-
-X_SHAPE = (1, 28, 28)
 
 
 def standard_normal(z_dim):
