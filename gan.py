@@ -34,9 +34,9 @@ def parse_args(argv=None):
                    "decay rates for its averages of the gradient and its square; the slides' 0.5 0.999 add momentum")
     p.add_argument("--r1-gamma", type=float, default=1.0, metavar="GAMMA", help="D's loss gains GAMMA/2 times R1, "
                    f"the mean squared gradient of D's logit at real images ({R1_EVERY} times that every {R1_EVERY}th "
-                   "step); 0: off, as on the slides: G collapses, 37%% of its samples 1s (half with the slides' betas)")
+                   "step); 0: off, as on the slides: G collapses, 38%% of its samples 1s, half with the slides' betas")
     p.add_argument("--ema-decay", type=float, default=0.999, metavar="DECAY", help="the pictures and --sample use "
-                   "g_ema, an average of G's weights that moves 1 - DECAY of the way to G each step; 0: G itself")
+                   "g_ema, G's weights averaged: 1 - DECAY of the way to G each step (further at first); 0: G itself")
     p.add_argument("--conditional", action="store_true", help="train the conditional GAN (Mirza & Osindero, 2014): "
                    "G and D also get the class, so that z holds only the style")
     p.add_argument("--sample", type=int, metavar="N", help="do not train: turn N draws of z into images with the "
@@ -84,7 +84,7 @@ COLUMNS = {"d_loss_real": "D's loss on real images", "d_loss_fake": "D's loss on
            "g_loss": "G's loss (after D's step)", "d_fake_in_g_step": "D(G(z)) in G's step, after D's"}
 
 
-def train(g, d, g_ema, g_optimizer, d_optimizer, loader, r1_gamma, ema_decay):
+def train(g, d, g_ema, g_optimizer, d_optimizer, loader, r1_gamma, ema_decay, epoch):
     """The slides' training loop, for one epoch. Returns a row per batch of what COLUMNS names (as loss.png does)."""
     g.train()
     d.train()
@@ -124,7 +124,7 @@ def train(g, d, g_ema, g_optimizer, d_optimizer, loader, r1_gamma, ema_decay):
         g_loss.backward()
         d.requires_grad_(True)
         g_optimizer.step()
-        update_average(g_ema, g, ema_decay)  # (beyond the slides) the averaged G that the pictures show
+        update_average(g_ema, g, ema_decay, (epoch - 1) * len(loader) + i)  # (beyond the slides) the pictures' G
 
         logged = {**d_step, "g_loss": g_loss, "d_fake_in_g_step": fake_pred_y}  # (for the log)
         rows.append(torch.stack([logged[name].mean() for name in COLUMNS]).detach())  # by name: in COLUMNS' order
@@ -132,8 +132,11 @@ def train(g, d, g_ema, g_optimizer, d_optimizer, loader, r1_gamma, ema_decay):
 
 
 @torch.no_grad()
-def update_average(g_ema, g, decay):
-    """Move each weight of g_ema 1 - decay of the way towards G's (decay 0: g_ema becomes G)."""
+def update_average(g_ema, g, decay, step):
+    """Move each weight of g_ema 1 - decay of the way towards G's (decay 0: g_ema becomes G), and further in the first
+    steps, as TensorFlow's ExponentialMovingAverage(num_updates=step) does, so as not to hold on to the untrained G."""
+    # A fixed 0.999 keeps 0.999^300 = 74% of it after epoch 1. TensorFlow's 10 for our 20 still lags behind G then.
+    decay = min(decay, (1 + step) / (20 + step))
     for p_ema, p in zip(g_ema.parameters(), g.parameters()):
         p_ema.lerp_(p, 1 - decay)
 
@@ -240,7 +243,7 @@ def main(argv=None):
     for epoch in range(len(records["metrics"]) + 1, args.epochs + 1):
         start = time.perf_counter()
         batches = tqdm(loader, f"epoch {epoch}/{args.epochs}", leave=False, disable=None)
-        rows = train(g, d, g_ema, g_optimizer, d_optimizer, batches, args.r1_gamma, args.ema_decay)
+        rows = train(g, d, g_ema, g_optimizer, d_optimizer, batches, args.r1_gamma, args.ema_decay, epoch)
         records["samples"].append(g_ema(fixed_z, fixed_labels).cpu())
         save_image(records["samples"][-1], f"{args.out_dir}/samples_{epoch:02d}.png", nrow=8, padding=2, pad_value=0.5)
         records["metrics"].append({"epoch": epoch, **dict(zip(COLUMNS, rows.mean(0).tolist())),

@@ -152,7 +152,7 @@ def error_of(script, *args):
 
 @pytest.fixture(scope="session")
 def digit_classifiers():
-    """(the five classifiers, the 10,000 real test digits as (N, 1, 28, 28) floats, their labels), for the slow
+    """(digits.py's classifiers, the 10,000 real test digits as (N, 1, 28, 28) floats, their labels), for the slow
     tests: the classifiers are trained once a session."""
     data_dir = require_real("MNIST")
     _, test_loader, _ = utils.load_data("mnist", data_dir, 1000, torch.device("cpu"))

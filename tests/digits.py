@@ -1,7 +1,6 @@
-"""Five small digit classifiers, and the quality report of generated digits that the slow tests judge by.
+"""Three small digit classifiers, and the quality report of generated digits that the slow tests judge by.
 
-The report, for a batch of generated images (10,000 in the tests), is the mean of the five classifiers'
-reports, each of which gives:
+The report of a batch of generated images (10,000 in the tests) is the mean of the classifiers' reports:
 - shares: the fraction the classifier assigns to each digit (all near 10%: no mode collapse);
 - inception_score: exp E[KL(p(y|x) || p(y))], high when each image is clearly one digit and all
   digits occur (at most 10; the real test digits score about 9.7);
@@ -16,43 +15,41 @@ from torch import nn
 import utils
 
 
-JUDGES = 5  # classifiers, trained alike from seeds 0 to 4
+JUDGES = 3  # classifiers, trained alike from seeds 0 to 2
+EPOCHS = 2  # seeds 0-4 after one epoch: 98.7-99.0% right, IS of the real digits 9.59; after two: 99.1-99.3%, 9.75
 
 
 def train_digit_classifiers(data_dir):
-    """JUDGES classifiers, trained alike but from different seeds (about 70 s each on 2 cores).
-
-    Why five: generated images that are half one digit and half another (an 8 with an open loop, a
-    3 or a 9 with an extra stroke) are read one way or the other depending on the seed a classifier
-    was trained from. On one set of samples, five classifiers, each 99% right on real digits,
-    counted 6.5, 8.4, 9.1, 7.6 and 7.6% 8s. Their mean does not hang on any one seed.
-    """
+    """JUDGES classifiers, trained alike but from different seeds (about 16 s each on 2 cores). Why several: a sample
+    that is half one digit and half another (an 8 with an open loop) is read one way or the other by a classifier's
+    seed; on one set of samples, five classifiers counted 6.5, 8.4, 9.1, 7.6 and 7.6% 8s. Their mean hangs on none."""
     return [train_digit_classifier(data_dir, seed) for seed in range(JUDGES)]
 
 
 def train_digit_classifier(data_dir, seed):
-    """A small convolutional network, trained for 4 epochs: 99% right on MNIST's test set.
-
-    Four epochs, not two: the real test digits then score an Inception Score of 9.7 (two epochs: 9.4).
-    """
+    """A small convolutional network, over 99% right on MNIST's test set after EPOCHS epochs: the recipe of
+    tuomaso/train_mnist_fast (99.04% after one epoch, the mean of 30 seeds), a ninth of the multiply-adds of the judges
+    before it (1.2 M an image, against 11.1 M), batches of 256, and a one-cycle learning rate for Adam."""
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    loader, _, _ = utils.load_data("mnist", data_dir, 128, torch.device("cpu"))
-    for _ in range(4):
+    net = nn.Sequential(nn.Conv2d(1, 24, 5), nn.ReLU(), nn.MaxPool2d(2),  # 28 -> 24 -> 12 pixels
+                        nn.Conv2d(24, 32, 3), nn.ReLU(), nn.MaxPool2d(2),  # 12 -> 10 -> 5
+                        nn.Flatten(), nn.Linear(32 * 5 * 5, 256), nn.ReLU(), nn.Linear(256, 10))
+    loader, _, _ = utils.load_data("mnist", data_dir, 256, torch.device("cpu"))  # the images held in memory
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01, betas=(0.7, 0.9))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=EPOCHS * len(loader))
+    for _ in range(EPOCHS):
         for x, y in loader:
             loss = F.cross_entropy(net(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            schedule.step()
     return net.eval()
 
 
 @torch.no_grad()
 def features_and_probabilities(net, images):
-    """The penultimate layer's 128 features and the 10 class probabilities of each image in [0, 1]."""
+    """The penultimate layer's 256 features and the 10 class probabilities of each image in [0, 1]."""
     features = torch.cat([net[:-1](x) for x in images.float().split(1000)])
     return features.double(), F.softmax(net[-1](features), 1).double()
 

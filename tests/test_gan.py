@@ -25,14 +25,27 @@ def test_one_training_step_changes_both_networks(tiny_mnist, tmp_path):
         for (name, p0), p1 in zip(before.named_parameters(), after.parameters()):
             assert not torch.equal(p0, p1), name
 
-    # The average G of the pictures moved 1 - decay of the way from G's first weights to its second.
+    # The average G of the pictures, warming up, moved 1 - 1/20 of the way from G's first weights to its second.
     average = G(config["z_dim"], X_SHAPE, config["hidden_dim"])
     average.load_state_dict(checkpoint["g_ema"])
-    decay = config["ema_decay"]
-    assert 0 < decay < 1
     for p0, p1, p_average in zip(g0.parameters(), g1.parameters(), average.parameters()):
-        assert torch.allclose(p_average, p0 + (1 - decay) * (p1 - p0), atol=1e-7)
-        assert not torch.equal(p_average, p1)
+        assert torch.allclose(p_average, p0 + 0.95 * (p1 - p0), atol=1e-7)
+
+
+@pytest.mark.parametrize("decay,step,moved", [(0.999, 0, 0.95), (0.999, 80, 0.19), (0.999, 10**5, 0.001), (0, 0, 1)])
+def test_the_average_follows_g_closely_at_first_then_moves_1_minus_ema_decay_a_step(decay, step, moved):
+    g_ema, g = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    before = copy.deepcopy(g_ema)
+    gan.update_average(g_ema, g, decay, step)
+    for p0, p, p_ema in zip(before.parameters(), g.parameters(), g_ema.parameters()):
+        assert torch.allclose(p_ema, p0 + moved * (p - p0), atol=1e-7)
+
+
+def test_the_average_never_feeds_back_into_g(trained, tiny_mnist, tmp_path):
+    run("gan.py", "--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY, "--ema-decay", 0)
+    without, default = (torch.load(out / "gan.pt", weights_only=True) for out in [tmp_path, trained["gan.py"]])
+    torch.testing.assert_close(without["g"], default["g"], rtol=0, atol=0)  # G trains bit for bit as without it
+    torch.testing.assert_close(without["g_ema"], without["g"], rtol=0, atol=0)  # --ema-decay 0: G itself
 
 
 def expected_samples(checkpoint, key, n):
@@ -97,7 +110,8 @@ def test_the_log_gives_d_of_g_z_in_both_steps_before_and_after_ds_update():
     g_optimizer, d_optimizer = (torch.optim.Adam(net.parameters(), lr=1e-2) for net in (g, d))
     real_x = torch.rand(8, *X_SHAPE)
     torch.manual_seed(1)
-    rows = gan.train(g, d, copy.deepcopy(g), g_optimizer, d_optimizer, [(real_x, None)], r1_gamma=1.0, ema_decay=0.9)
+    rows = gan.train(g, d, copy.deepcopy(g), g_optimizer, d_optimizer, [(real_x, None)], r1_gamma=1.0, ema_decay=0.9,
+                     epoch=1)
     assert rows.shape == (1, len(gan.COLUMNS))
     torch.manual_seed(1)  # the same z as train() drew
     fake_x = g_before(torch.randn(8, 4))
@@ -111,11 +125,12 @@ def test_the_log_gives_d_of_g_z_in_both_steps_before_and_after_ds_update():
 
 
 @pytest.mark.slow
-def test_each_digit_classifier_that_judges_the_samples_is_right_on_98_percent_of_real_digits(digit_classifiers):
+def test_each_digit_classifier_is_right_on_99_percent_of_real_digits_and_together_they_rate_them_9_6(digit_classifiers):
     nets, real, labels = digit_classifiers
     for net in nets:
         _, p = digits.features_and_probabilities(net, real)
-        assert (p.argmax(1) == labels).double().mean() >= 0.98
+        assert (p.argmax(1) == labels).double().mean() >= 0.99
+    assert digits.quality_report(nets, real, real)["inception_score"] >= 9.6  # each real digit read as one digit
 
 
 @pytest.mark.slow
@@ -124,12 +139,10 @@ def test_the_default_gan_draws_crisp_digits_of_every_class_in_fair_shares(digit_
     run("gan.py", "--data-dir", real_mnist, "--out-dir", tmp_path, "--device", "cpu")
     samples = expected_samples(torch.load(tmp_path / "gan.pt", weights_only=True), "g_ema", 10_000)
     report = digits.quality_report(nets, samples, real)
-    # Measured (docs/results.md): the mean of the five classifiers' reports, on these very samples.
-    # This default, seeds 0, 1, 2 on a 2-core AMD EPYC with AVX-512: digits 8.6-11.1%, 8.3-11.5%,
-    # 8.6-11.7% (the 8s the rarest; real digits: 9.0-11.4%); IS 8.92, 8.91, 8.88; FD 6.3, 5.8, 6.5.
-    # Seed 0 on a 2-core Intel Xeon: 8.3-11.3%, IS 8.92, FD 6.0. The bounds sit between the default and
-    # its nearest weaker settings, which fail at least one (Xeon, seed 0): without the average, 8s 7.6%,
-    # IS 8.80, FD 15.2; with the slides' betas, 8s 8.0%, IS 8.57, FD 12.5.
-    assert 0.08 <= min(report["shares"]) and max(report["shares"]) <= 0.125, digits.describe(report)
+    # Measured (docs/results.md), the judges' mean on these very samples; this default, seeds 0, 1, 2 (EPYC-512):
+    # digits 8.9-11.5%, 8.9-11.5%, 9.2-11.6%; IS 8.94, 8.93, 8.90; FD 2.17, 2.07, 2.26. Each bound leaves it at least
+    # the spread over the seeds. Without the average (8s 8.1%, FD 4.4), with the slides' betas (8s 8.2%, IS 8.50,
+    # FD 5.0), without R1 (2s 0.4%, IS 6.0, FD 55) and in the slides' setting, at least two bounds fail.
+    assert 0.085 <= min(report["shares"]) and max(report["shares"]) <= 0.12, digits.describe(report)
     assert report["inception_score"] >= 8.8, digits.describe(report)
-    assert report["frechet_distance"] <= 9.0, digits.describe(report)
+    assert report["frechet_distance"] <= 3.0, digits.describe(report)
