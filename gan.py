@@ -34,7 +34,7 @@ def parse_args(argv=None):
                    "decay rates for its averages of the gradient and its square; the slides' 0.5 0.999 add momentum")
     p.add_argument("--r1-gamma", type=float, default=1.0, metavar="GAMMA", help="D's loss gains GAMMA/2 times R1, "
                    f"the mean squared gradient of D's logit at real images ({R1_EVERY} times that every {R1_EVERY}th "
-                   "step); 0: off, as on the slides: G collapses, 38%% of its samples 1s, half with the slides' betas")
+                   "step); 0: off, as on the slides: G collapses, 38.5%% of its samples 1s (51%% with their betas)")
     p.add_argument("--ema-decay", type=float, default=0.999, metavar="DECAY", help="the pictures and --sample use "
                    "g_ema, G's weights averaged: 1 - DECAY of the way to G each step (further at first); 0: G itself")
     p.add_argument("--conditional", action="store_true", help="train the conditional GAN (Mirza & Osindero, 2014): "
@@ -135,7 +135,7 @@ def train(g, d, g_ema, g_optimizer, d_optimizer, loader, r1_gamma, ema_decay, ep
 def update_average(g_ema, g, decay, step):
     """Move each weight of g_ema 1 - decay of the way towards G's (decay 0: g_ema becomes G), and further in the first
     steps, as TensorFlow's ExponentialMovingAverage(num_updates=step) does, so as not to hold on to the untrained G."""
-    # A fixed 0.999 keeps 0.999^300 = 74% of it after epoch 1. TensorFlow's 10 for our 20 still lags behind G then.
+    # A fixed 0.999 keeps 0.999^300 = 74% of it after epoch 1; with TensorFlow's 10 for 20, g_ema still trails G then.
     decay = min(decay, (1 + step) / (20 + step))
     for p_ema, p in zip(g_ema.parameters(), g.parameters()):
         p_ema.lerp_(p, 1 - decay)

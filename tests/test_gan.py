@@ -125,7 +125,7 @@ def test_the_log_gives_d_of_g_z_in_both_steps_before_and_after_ds_update():
 
 
 @pytest.mark.slow
-def test_each_digit_classifier_is_right_on_99_percent_of_real_digits_and_together_they_rate_them_9_6(digit_classifiers):
+def test_each_judge_is_right_on_99_percent_of_real_digits_and_together_they_give_them_an_is_of_9_6(digit_classifiers):
     nets, real, labels = digit_classifiers
     for net in nets:
         _, p = digits.features_and_probabilities(net, real)
