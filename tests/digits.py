@@ -23,10 +23,11 @@ def train_digit_classifiers(data_dir):
     """JUDGES classifiers, trained alike but from different seeds (about 16 s each on 2 cores). Why several: a sample
     that is half one digit and half another (an 8 with an open loop) is read one way or the other by a classifier's
     seed; on one set of samples, five classifiers counted 6.5, 8.4, 9.1, 7.6 and 7.6% 8s. Their mean hangs on none."""
-    return [train_digit_classifier(data_dir, seed) for seed in range(JUDGES)]
+    loader, _, _ = utils.load_data("mnist", data_dir, 256, torch.device("cpu"))  # the images held in memory
+    return [train_digit_classifier(loader, seed) for seed in range(JUDGES)]
 
 
-def train_digit_classifier(data_dir, seed):
+def train_digit_classifier(loader, seed):
     """A small convolutional network, over 99% right on MNIST's test set after EPOCHS epochs: the recipe of
     tuomaso/train_mnist_fast (99.04% after one epoch, the mean of 30 seeds), a ninth of the multiply-adds of the judges
     before it (1.2 M an image, against 11.1 M), batches of 256, and a one-cycle learning rate for Adam."""
@@ -34,7 +35,6 @@ def train_digit_classifier(data_dir, seed):
     net = nn.Sequential(nn.Conv2d(1, 24, 5), nn.ReLU(), nn.MaxPool2d(2),  # 28 -> 24 -> 12 pixels
                         nn.Conv2d(24, 32, 3), nn.ReLU(), nn.MaxPool2d(2),  # 12 -> 10 -> 5
                         nn.Flatten(), nn.Linear(32 * 5 * 5, 256), nn.ReLU(), nn.Linear(256, 10))
-    loader, _, _ = utils.load_data("mnist", data_dir, 256, torch.device("cpu"))  # the images held in memory
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01, betas=(0.7, 0.9))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=EPOCHS * len(loader))
     for _ in range(EPOCHS):
