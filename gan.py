@@ -1,7 +1,7 @@
-"""Train the slides' generative adversarial network (GAN) on MNIST and draw what G learned.
+"""Train the slides' generative adversarial network (GAN) on MNIST and draw what G learned. The slides' own code
+(gan.ipynb in github.com/namsan96/1126_vaegan) is --r1-gamma 0 --ema-decay 0 --betas 0.5 0.999, where G collapses.
 
 In the slides' order: settings, training loop (with its loss), visualisation; main() adds the data, G and D (models.py).
-The slides' exact setting, where G collapses: python gan.py --r1-gamma 0 --ema-decay 0 --betas 0.5 0.999
 """
 import argparse
 import copy
@@ -22,37 +22,41 @@ R1_EVERY = 4  # the R1 penalty is computed every 4th D step ("lazy regularisatio
 
 # ----------------------------------------------------------------------------- settings
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--z-dim", type=int, default=10, help="size of the noise z that G turns into an image")
     p.add_argument("--hidden-dim", type=int, default=500, help="units in each hidden layer of G")
     p.add_argument("--d-hidden-dim", type=int, default=500, help="units in each hidden layer of D")
     p.add_argument("--batch-size", type=int, default=200, help="real (and as many fake) images per step")
-    p.add_argument("--epochs", type=int, default=30, help="passes over the training images, in all when resuming")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the training images in the whole run")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate, for G and D")
     p.add_argument("--betas", type=float, nargs=2, default=[0.0, 0.99], metavar=("BETA1", "BETA2"), help="Adam's "
-                   "decay rates for its averages of the gradient and its square; the slides' 0.5 0.999 add momentum")
+                   "averages' decay rates (gradient, squared gradient); the slides' code's 0.5 0.999 add momentum")
     p.add_argument("--r1-gamma", type=float, default=1.0, metavar="GAMMA", help="D's loss gains GAMMA/2 times R1, "
-                   f"the mean squared gradient of D's logit at real images ({R1_EVERY} times that every {R1_EVERY}th "
-                   "step); 0: off, as on the slides: G collapses, 38.5%% of its samples 1s (51%% with their betas)")
+                   f"the batch mean of |grad_x logit D(x)|^2 at real x ({R1_EVERY}x every {R1_EVERY}th step); 0: off")
     p.add_argument("--ema-decay", type=float, default=0.999, metavar="DECAY", help="the pictures and --sample use "
-                   "g_ema, G's weights averaged: 1 - DECAY of the way to G each step (further at first); 0: G itself")
+                   "g_ema, which moves 1 - min(DECAY, (1 + t)/(20 + t)) of the way to G at G's step t; 0: G itself")
     p.add_argument("--conditional", action="store_true", help="train the conditional GAN (Mirza & Osindero, 2014): "
                    "G and D also get the class, so that z holds only the style")
     p.add_argument("--sample", type=int, metavar="N", help="do not train: turn N draws of z into images with the "
                    "G in --out-dir, into generated.png; a conditional G draws the classes in turn")
     p.add_argument("--label", type=int, choices=range(10), metavar="K", help=f"with --sample, the one class that a "
                    f"conditional G draws: for mnist the digit, for fashion-mnist {utils.FASHION}")
-    p.add_argument("--resume", action="store_true", help="go on from the checkpoint in --out-dir, up to --epochs, "
-                   "with its networks, data and seed; of a finished run, draw its final pictures again")
+    p.add_argument("--resume", action="store_true", help="go on with the run in --out-dir as it was started; options "
+                   "typed now change it (not its networks, data or seed); a finished run redraws its final pictures")
     p.add_argument("--seed", type=int, default=0, help="random seed: repeats a run on one machine and thread count")
     p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS), help="digits, or photos of clothes")
     p.add_argument("--data-dir", default="data", help="folder of MNIST/raw/ or FashionMNIST/raw/, or to download into")
     p.add_argument("--out-dir", default="outputs/gan", help="where the pictures, metrics.csv and gan.pt go")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="auto: CUDA, MPS, else CPU")
     args = p.parse_args(argv)
+    if args.resume:  # the run goes on as it was started
+        args = utils.resumed(p, argv, os.path.join(args.out_dir, "gan.pt"), ["z_dim", "hidden_dim", "d_hidden_dim",
+                                                                             "conditional", "dataset", "seed"])
     if args.label is not None and args.sample is None:  # it would be ignored
         p.error("argument --label: goes with --sample, to ask a conditional model for a class")
+    if args.epochs < 1 or args.sample is not None and args.sample < 1:  # nothing to train, or to draw
+        p.error(f"argument {'--epochs' if args.epochs < 1 else '--sample'}: must be at least 1")
     return args
 
 
@@ -62,17 +66,13 @@ def criterion(pred_y, y):
     return -utils.log_bernoulli(y, pred_y).mean()
 
 
-def make_real_y(n, device):
-    return torch.ones(n, device=device)
-
-
-def make_fake_y(n, device):
-    return torch.zeros(n, device=device)
+make_real_y = lambda n, device: torch.ones(n, device=device)  # lambdas, as in the slides' code
+make_fake_y = lambda n, device: torch.zeros(n, device=device)
 
 
 def r1_penalty(d, real_x, labels=None):
-    """(Beyond the slides) R1 (Mescheder et al., 2018): the mean squared gradient of D's logit at real images, whose
-    penalty keeps D too smooth there for G's gradient to stop pointing anywhere useful (the slides' collapse)."""
+    """(Beyond the slides) R1 (Mescheder et al., 2018): the squared norm of the gradient of D's logit at each real image
+    (summed over its pixels), averaged over the batch. Penalised, it keeps D flat there, and G from collapsing."""
     real_x = real_x.detach().requires_grad_(True)
     # create_graph: the penalty is itself trained on, so its gradient needs a graph of its own
     grad, = torch.autograd.grad(d.logit(real_x, labels).sum(), real_x, create_graph=True)
@@ -84,10 +84,8 @@ COLUMNS = {"d_loss_real": "D's loss on real images", "d_loss_fake": "D's loss on
            "g_loss": "G's loss (after D's step)", "d_fake_in_g_step": "D(G(z)) in G's step, after D's"}
 
 
-def train(g, d, g_ema, g_optimizer, d_optimizer, loader, r1_gamma, ema_decay, epoch):
-    """The slides' training loop, for one epoch. Returns a row per batch of what COLUMNS names (as loss.png does)."""
-    g.train()
-    d.train()
+def train(g, d, g_ema, g_optimizer, d_optimizer, loader, r1_gamma, ema_decay, step):
+    """The slides' training loop, for one epoch from G's step `step`. Returns a row per batch of what COLUMNS names."""
     rows = []
     for i, (real_x, labels) in enumerate(loader):  # labels: the classes, used only with --conditional
         # (the slides' real_x = real_x.to(device) is not needed: the loader's batches are already on the device)
@@ -114,9 +112,8 @@ def train(g, d, g_ema, g_optimizer, d_optimizer, loader, r1_gamma, ema_decay, ep
         d_optimizer.step()
         d_step = {"d_loss_real": real_d_loss, "d_loss_fake": fake_d_loss, "d_real": real_pred_y, "d_fake": fake_pred_y}
 
-        # (2) G's step: maximise log D(G(z)), the "non-saturating" loss: its target is "real". The
-        # minimax game's log(1 - D(G(z))) has a vanishing gradient early on, when D easily spots
-        # fakes (Goodfellow et al., 2014, section 3).
+        # (2) G's step: maximise log D(G(z)), the "non-saturating" loss: its target is "real". The minimax game's
+        # log(1 - D(G(z))) has a vanishing gradient early on, when D easily spots fakes (Goodfellow et al., 2014, §3).
         g.zero_grad()
         d.requires_grad_(False)  # (beyond the slides) the gradient flows through D to G; D's own would be wasted
         fake_pred_y = d(fake_x, labels)
@@ -124,7 +121,7 @@ def train(g, d, g_ema, g_optimizer, d_optimizer, loader, r1_gamma, ema_decay, ep
         g_loss.backward()
         d.requires_grad_(True)
         g_optimizer.step()
-        update_average(g_ema, g, ema_decay, (epoch - 1) * len(loader) + i)  # (beyond the slides) the pictures' G
+        update_average(g_ema, g, ema_decay, step + i)  # (beyond the slides) the pictures' G
 
         logged = {**d_step, "g_loss": g_loss, "d_fake_in_g_step": fake_pred_y}  # (for the log)
         rows.append(torch.stack([logged[name].mean() for name in COLUMNS]).detach())  # by name: in COLUMNS' order
@@ -133,9 +130,9 @@ def train(g, d, g_ema, g_optimizer, d_optimizer, loader, r1_gamma, ema_decay, ep
 
 @torch.no_grad()
 def update_average(g_ema, g, decay, step):
-    """Move each weight of g_ema 1 - decay of the way towards G's (decay 0: g_ema becomes G), and further in the first
-    steps, as TensorFlow's ExponentialMovingAverage(num_updates=step) does, so as not to hold on to the untrained G."""
-    # A fixed 0.999 keeps 0.999^300 = 74% of it after epoch 1; with TensorFlow's 10 for 20, g_ema still trails G then.
+    """Move each weight of g_ema 1 - min(decay, (1 + step)/(20 + step)) of the way to G's (decay 0: g_ema becomes G)."""
+    # (1 + step)/(20 + step) is 0.05 at step 0 (a fixed 0.999 would keep 74% of the untrained G after epoch 1) and
+    # 0.9979 at step 8999, the end of 30 epochs of batch 200: there, any decay above 0.9979 changes nothing.
     decay = min(decay, (1 + step) / (20 + step))
     for p_ema, p in zip(g_ema.parameters(), g.parameters()):
         p_ema.lerp_(p, 1 - decay)
@@ -146,6 +143,14 @@ EPOCH_LINE = ("epoch {epoch:2d}/{epochs}  D loss real {d_loss_real:.3f} fake {d_
 
 
 # ----------------------------------------------------------------------------- visualisation
+@torch.no_grad()
+def draw_epoch(g_ema, fixed, epoch, out_dir):
+    """samples_XX.png: the fixed noise through the averaged G; returns those samples, for progress.gif."""
+    samples = g_ema(*fixed).cpu()
+    save_image(samples, os.path.join(out_dir, f"samples_{epoch:02d}.png"), nrow=8, padding=2, pad_value=0.5)
+    return samples
+
+
 def draw_progress(samples, out_dir):
     """progress.gif: the fixed noise's samples after each epoch, captioned; progress.png: 4 frames, as on the slide."""
     font = ImageFont.load_default(15)
@@ -168,8 +173,7 @@ def draw_progress(samples, out_dir):
 def plot_loss(metrics):
     """loss.png: each epoch's mean losses, and what D says of real and fake images."""
     epochs = [m["epoch"] for m in metrics]
-    fig = Figure(figsize=(11, 4))
-    left, right = fig.subplots(1, 2)
+    left, right = Figure(figsize=(11, 4)).subplots(1, 2)
     for key, label in COLUMNS.items():
         ax = left if "loss" in key else right
         ax.plot(epochs, [m[key] for m in metrics], "o--" if key.endswith("g_step") else "o-", label=label)
@@ -179,7 +183,7 @@ def plot_loss(metrics):
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend()
-    return fig
+    return left.figure
 
 
 def draw_final_pictures(records, classes, args):
@@ -209,10 +213,6 @@ def main(argv=None):
     args = parse_args(argv)
     device = utils.get_device(args.device)
     path = os.path.join(args.out_dir, "gan.pt")
-    if args.resume:  # as nanoGPT does: the networks, the data and the seed are the checkpoint's, so they cannot change
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        for name in ["z_dim", "hidden_dim", "d_hidden_dim", "conditional", "dataset", "seed"]:
-            setattr(args, name, checkpoint["config"][name])
     torch.manual_seed(args.seed)
     if args.sample:
         return sample(args, path, device)
@@ -226,31 +226,33 @@ def main(argv=None):
     d_optimizer = torch.optim.Adam(d.parameters(), lr=args.lr, betas=args.betas, fused=True)
     # Adam's tiny averages turn into subnormal floats, slow on a CPU: flushing them to 0 made an epoch 1.25x faster.
     torch.set_flush_denormal(True)
-    fixed_z, fixed_labels = utils.fixed_noise(args.z_dim, args.conditional, device)  # the same noise every epoch
+    fixed = utils.fixed_noise(args.z_dim, args.conditional, device)  # the same noise (and classes) every epoch
 
-    records = {"metrics": [], "samples": [g_ema(fixed_z, fixed_labels).cpu()]}  # samples[e]: after epoch e
+    records = {"metrics": [], "samples": [g_ema(*fixed).cpu()]}  # samples[e]: after epoch e (0: before training)
+    step = 0  # G's steps so far, which the average's warm-up counts
     if args.resume:  # go on as if never stopped; a new --lr, --betas or --batch-size applies from the next epoch
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         for name, net in [("g", g), ("g_ema", g_ema), ("d", d)]:
             net.load_state_dict(checkpoint[name])
         for name, optimizer in [("g_optimizer", g_optimizer), ("d_optimizer", d_optimizer)]:
             optimizer.load_state_dict({**checkpoint[name], "param_groups": optimizer.state_dict()["param_groups"]})
-        records = checkpoint["records"]
+        records, step = checkpoint["records"], checkpoint["step"]
         for rng, state in zip(utils.rngs(device), checkpoint["rng"]):  # the CPU's, and a GPU's where it has one
             rng.set_rng_state(state)
     os.makedirs(args.out_dir, exist_ok=True)
-    save_image(records["samples"][0], f"{args.out_dir}/samples_00.png", nrow=8, padding=2, pad_value=0.5)
 
     for epoch in range(len(records["metrics"]) + 1, args.epochs + 1):
         start = time.perf_counter()
         batches = tqdm(loader, f"epoch {epoch}/{args.epochs}", leave=False, disable=None)
-        rows = train(g, d, g_ema, g_optimizer, d_optimizer, batches, args.r1_gamma, args.ema_decay, epoch)
-        records["samples"].append(g_ema(fixed_z, fixed_labels).cpu())
-        save_image(records["samples"][-1], f"{args.out_dir}/samples_{epoch:02d}.png", nrow=8, padding=2, pad_value=0.5)
+        rows = train(g, d, g_ema, g_optimizer, d_optimizer, batches, args.r1_gamma, args.ema_decay, step)
+        step += len(rows)
+        records["samples"].append(draw_epoch(g_ema, fixed, epoch, args.out_dir))
         records["metrics"].append({"epoch": epoch, **dict(zip(COLUMNS, rows.mean(0).tolist())),
                                    "seconds": time.perf_counter() - start})
         torch.save({"g": g.state_dict(), "g_ema": g_ema.state_dict(), "d": d.state_dict(), "records": records,
                     "g_optimizer": g_optimizer.state_dict(), "d_optimizer": d_optimizer.state_dict(), "epoch": epoch,
-                    "config": vars(args), "rng": [rng.get_rng_state() for rng in utils.rngs(device)]}, path + ".tmp")
+                    "step": step, "config": vars(args), "rng": [rng.get_rng_state() for rng in utils.rngs(device)]},
+                   path + ".tmp")
         os.replace(path + ".tmp", path)  # in one step: a stop at any moment leaves the last finished epoch's checkpoint
         utils.write_metrics(os.path.join(args.out_dir, "metrics.csv"), records["metrics"])
         print(EPOCH_LINE.format(**records["metrics"][-1], epochs=args.epochs), flush=True)

@@ -1,4 +1,4 @@
-"""What vae.py and gan.py share: the device, the data, the likelihood, the random state, the files and the pictures."""
+"""What vae.py and gan.py share: resumed options, the device, the data, the likelihood, the files and the pictures."""
 import csv
 import math
 
@@ -12,6 +12,17 @@ X_SHAPE = (1, 28, 28)  # one image of either: one channel of 28x28 pixels
 FASHION = ", ".join(f"{i} {name}" for i, name in enumerate(DATASETS["fashion-mnist"].classes))  # for --label's help
 
 
+def resumed(parser, argv, path, kept):
+    """--resume: argv parsed again, the checkpoint's options its defaults, but for this run's folders and device."""
+    config = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    parser.set_defaults(**{key: value for key, value in config.items() if key not in ["out_dir", "data_dir", "device"]})
+    args = parser.parse_args(argv)
+    for name in [name for name in kept if getattr(args, name) != config[name]]:  # `kept` cannot change: said if typed
+        print(f"--{name.replace('_', '-')}: the checkpoint's {config[name]}, not {getattr(args, name)}", flush=True)
+        setattr(args, name, config[name])
+    return args
+
+
 def get_device(name):
     """The torch.device for --device: auto picks the accelerator that PyTorch finds (CUDA, MPS), else the CPU."""
     if name == "auto":
@@ -21,8 +32,7 @@ def get_device(name):
 
 
 def load_data(name, data_dir, batch_size, device):
-    """The training set's loader, the test set's (in order, 1000 a batch) and the class names. torchvision reads the
-    data from <data_dir>/MNIST/raw/ (or FashionMNIST/raw/), and downloads it there first if it is not there."""
+    """The training and test loaders (the test set in order, 1000 a batch) and the class names: see --data-dir."""
     train, test = (DATASETS[name](data_dir, train=split, download=True) for split in (True, False))
     return (BatchLoader(train.data, train.targets, batch_size, device),
             BatchLoader(test.data, test.targets, 1000, device, shuffle=False),
@@ -30,8 +40,7 @@ def load_data(name, data_dir, batch_size, device):
 
 
 class BatchLoader:
-    """Shuffled batches of (images as floats (B, 1, 28, 28) in [0, 1], labels), as DataLoader with ToTensor gives
-    them, from a split held whole on the device: one indexing a batch, and no per-image conversions or workers."""
+    """Batches (images (B, 1, 28, 28) in [0, 1], labels) as DataLoader with ToTensor, cut from a split on the device."""
 
     def __init__(self, images, labels, batch_size, device, shuffle=True):
         self.images, self.labels = images.to(device), labels.to(device)
@@ -48,8 +57,7 @@ class BatchLoader:
 
 
 def log_bernoulli(x, p):
-    """log Ber(x | p) = x log p + (1 - x) log(1 - p), elementwise; finite where p is 0 or 1, nan where p is nan."""
-    # The slide adds 1e-6 to every p; F.binary_cross_entropy raises on a nan (on a GPU: crashes).
+    """log Ber(x | p) = x log p + (1 - x) log(1 - p), elementwise: finite at p = 0 or 1 (where the slide adds 1e-6)."""
     tiny = torch.finfo(p.dtype).tiny
     return x * torch.log(p.clamp(min=tiny)) + (1 - x) * torch.log((1 - p).clamp(min=tiny))
 
@@ -65,17 +73,13 @@ def rngs(device):
     return [torch] if device.type == "cpu" else [torch, torch.get_device_module(device)]
 
 
-def write_metrics(path, metrics):
-    """metrics.csv: a row for each epoch done."""
+def write_metrics(path, metrics):  # metrics.csv: a header, then a row for each epoch done
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(metrics[0]))
-        writer.writeheader()
-        writer.writerows(metrics)
+        csv.writer(f).writerows([metrics[0].keys(), *(row.values() for row in metrics)])
 
 
 def sample_inputs(n, label, config, device):
-    """--sample's z, classes and images to a row, for the model that `config` trained: a conditional one draws the
-    class `label`, or else the classes in turn, ten to a row, so that column k holds class k."""
+    """--sample's z, classes and images to a row: a conditional model draws `label`, or else class k in column k."""
     if label is not None and not config["conditional"]:  # it would be ignored
         raise SystemExit("error: --label: this model was trained without --conditional; train one with --conditional")
     z, y = torch.randn(n, config["z_dim"], device=device), None
@@ -86,12 +90,11 @@ def sample_inputs(n, label, config, device):
 
 def plot_image_table(images, column_names, row_names, title):
     """A figure of `images` in a table, row by row, whose columns and rows are named."""
-    fig = Figure(figsize=(0.7 * len(column_names) + 1.5, 0.7 * len(row_names) + 0.6))
-    ax = fig.subplots()
-    grid = make_grid(images.cpu(), nrow=len(column_names), padding=2, pad_value=1)
-    ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    ax = Figure(figsize=(0.7 * len(column_names) + 1.5, 0.7 * len(row_names) + 0.6)).subplots()
+    grid = make_grid(images.cpu(), nrow=len(column_names), padding=2, pad_value=1)[0]
+    ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([30 * i + 15 for i in range(len(column_names))], column_names, rotation=45, ha="right")
     ax.set_yticks([30 * i + 15 for i in range(len(row_names))], row_names)
     ax.tick_params(length=0)
     ax.set_title(title)
-    return fig
+    return ax.figure

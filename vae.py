@@ -18,13 +18,13 @@ from models import VAE
 
 # ----------------------------------------------------------------------------- settings
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--z-dim", type=int, default=2, help="size of the latent z; 2 is drawn as a plane too")
     p.add_argument("--hidden-dim", type=int, default=500, help="units in each hidden layer")
     p.add_argument("--batch-size", type=int, default=200, help="images per training step")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
-    p.add_argument("--epochs", type=int, default=10, help="passes over the training images, in all when resuming")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training images in the whole run")
     p.add_argument("--iw-samples", type=int, default=10, metavar="K", help="samples per test image for the "
                    "importance-weighted bound on -log p(x) at the end: more, tighter; 0 skips it")
     p.add_argument("--conditional", action="store_true", help="train the conditional VAE (Sohn et al., 2015): the "
@@ -33,16 +33,21 @@ def parse_args(argv=None):
                    "model in --out-dir into generated.png; a conditional one draws the classes in turn")
     p.add_argument("--label", type=int, choices=range(10), metavar="K", help=f"with --sample, the one class that a "
                    f"conditional model draws: for mnist the digit, for fashion-mnist {utils.FASHION}")
-    p.add_argument("--resume", action="store_true", help="go on from the checkpoint in --out-dir, up to --epochs, "
-                   "with its network, data and seed; of a finished run, draw its final pictures again")
+    p.add_argument("--resume", action="store_true", help="go on with the run in --out-dir as it was started; options "
+                   "typed now change it (not its network, data or seed); a finished run redraws its final pictures")
     p.add_argument("--seed", type=int, default=0, help="random seed: repeats a run on one machine and thread count")
     p.add_argument("--dataset", default="mnist", choices=list(utils.DATASETS), help="digits, or photos of clothes")
     p.add_argument("--data-dir", default="data", help="folder of MNIST/raw/ or FashionMNIST/raw/, or to download into")
     p.add_argument("--out-dir", default="outputs/vae", help="where the pictures, metrics.csv and vae.pt go")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="auto: CUDA, MPS, else CPU")
     args = p.parse_args(argv)
+    if args.resume:  # the run goes on as it was started
+        args = utils.resumed(p, argv, os.path.join(args.out_dir, "vae.pt"), ["z_dim", "hidden_dim", "conditional",
+                                                                             "dataset", "seed"])
     if args.label is not None and args.sample is None:  # it would be ignored
         p.error("argument --label: goes with --sample, to ask a conditional model for a class")
+    if args.epochs < 1 or args.sample is not None and args.sample < 1:  # nothing to train, or to draw
+        p.error(f"argument {'--epochs' if args.epochs < 1 else '--sample'}: must be at least 1")
     return args
 
 
@@ -144,8 +149,7 @@ def plot_interpolation(vae, x_from, x_to, names_from, names_to, steps=11):
 
 def plot_loss(batch_losses, metrics):
     """loss.png: each batch's loss (spread over its epoch: --resume may change --batch-size), each epoch's -ELBO."""
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
+    ax = Figure(figsize=(7, 4)).subplots()
     steps = torch.cat([e + torch.arange(1, len(losses) + 1) / len(losses) for e, losses in enumerate(batch_losses)])
     ax.plot(steps, torch.cat(batch_losses), lw=0.5, alpha=0.5, color="tab:blue", label="train, per batch")
     epochs = [m["epoch"] for m in metrics]
@@ -157,7 +161,7 @@ def plot_loss(batch_losses, metrics):
     ax.set(xlabel="epoch", ylabel="-ELBO (nats per image)", title="VAE loss", ylim=(None, 1.3 * epoch_means[0]))
     ax.grid(alpha=0.3)
     ax.legend()
-    return fig
+    return ax.figure
 
 
 def plot_latent_space(vae, device, classes, panels):
@@ -181,13 +185,12 @@ def plot_latent_space(vae, device, classes, panels):
 def plot_latent_scatter(vae, loader, classes):
     """Each test image's posterior mean, coloured by its class (given the class, a conditional encoder mixes them)."""
     mu, label = map(torch.cat, zip(*[(vae.encode(x, y).mean.cpu(), y.cpu()) for x, y in loader]))
-    fig = Figure(figsize=(7, 6))
-    ax = fig.subplots()
+    ax = Figure(figsize=(7, 6)).subplots()
     for c in label.unique().tolist():
         ax.scatter(*mu[label == c].T, s=2, alpha=0.6, color=f"C{c}", label=classes[c])
     ax.legend(markerscale=6, loc="center left", bbox_to_anchor=(1, 0.5))
     ax.set(xlabel="$z_1$", ylabel="$z_2$", title="Posterior means of the test set", aspect="equal")
-    return fig
+    return ax.figure
 
 
 @torch.no_grad()
@@ -225,10 +228,6 @@ def main(argv=None):
     args = parse_args(argv)
     device = utils.get_device(args.device)
     path = os.path.join(args.out_dir, "vae.pt")
-    if args.resume:  # as nanoGPT does: the network, the data and the seed are the checkpoint's, so they cannot change
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        for name in ["z_dim", "hidden_dim", "conditional", "dataset", "seed"]:
-            setattr(args, name, checkpoint["config"][name])
     torch.manual_seed(args.seed)
     if args.sample:
         return sample(args, path, device)
@@ -246,6 +245,7 @@ def main(argv=None):
 
     records = {"metrics": [], "batch_losses": [], "reconstructions": []}  # what the final pictures need of each epoch
     if args.resume:  # go on as if never stopped; a new --lr or --batch-size applies from the next epoch
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         vae.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict({**checkpoint["optimizer"], "param_groups": optimizer.state_dict()["param_groups"]})
         records = checkpoint["records"]

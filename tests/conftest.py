@@ -1,8 +1,7 @@
-"""Shared by the tests: tiny MNIST files, the real datasets when present, running a script's main().
+"""Shared by the tests: tiny MNIST files, the real data sets in $DATA_DIR (default data/), a script's main().
 
 `python -m pytest` runs the fast tests, on tiny data made here; `python -m pytest -m slow` the ones that train on the
-real MNIST, from data/ or else ../shared/data: skipped where neither holds it, but in CI (CI set) failed.
-"""
+real MNIST: skipped where DATA_DIR does not hold it, but in CI (CI set) failed."""
 import contextlib
 import importlib
 import io
@@ -25,39 +24,21 @@ import utils  # noqa: E402
 RAW_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 SCRIPTS = ["vae.py", "gan.py"]
 CHECKPOINT = {"vae.py": "vae.pt", "gan.py": "gan.pt"}  # what each script saves in --out-dir
-# A run of a few batches on tiny data; z of 3 spares the VAE's latent-space plots, which only z = 2 draws (and which
-# the tests that need them ask for).
+# A run of a few batches on tiny data; z of 3 spares the VAE's latent-space plots, which only z = 2 draws.
 TINY = ["--epochs", 1, "--batch-size", 50, "--device", "cpu", "--z-dim", 3]
 CONDITIONAL = [*TINY, "--conditional"]
 
-
-def real_data(folder):
-    """The --data-dir that holds the real `folder` (MNIST or FashionMNIST), or None."""
-    for data_dir in [ROOT / "data", ROOT.parent / "shared" / "data"]:
-        if all((data_dir / folder / "raw" / name).is_file() for name in RAW_FILES):
-            return data_dir
-    return None
+DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT / "data"))  # where the slow tests read the real data sets
 
 
 def require_real(folder):
-    """The --data-dir of the real `folder`, or skip the test; in CI a missing data set fails it instead."""
-    data_dir = real_data(folder)
-    if data_dir is None:
-        why = f"the real {folder} is in neither {ROOT / 'data'} nor {ROOT.parent / 'shared' / 'data'}"
+    """DATA_DIR, where it holds the real `folder` (MNIST or FashionMNIST), or else skip the test (in CI: fail it)."""
+    if not all((DATA_DIR / folder / "raw" / name).is_file() for name in RAW_FILES):
+        why = f"the real {folder} is not in {DATA_DIR}/{folder}/raw/: set DATA_DIR to the --data-dir that holds it"
         if os.environ.get("CI"):
             pytest.fail(f"{why}, and CI must run the slow tests")
         pytest.skip(why)
-    return data_dir
-
-
-@pytest.fixture
-def real_mnist():
-    return require_real("MNIST")
-
-
-@pytest.fixture
-def real_fashion_mnist():
-    return require_real("FashionMNIST")
+    return DATA_DIR
 
 
 def pytest_configure(config):
@@ -93,8 +74,7 @@ def make_tiny_mnist(root, n_train=300, n_test=100, folder="MNIST", seed=0):
 
 @pytest.fixture(scope="session")
 def tiny_mnist(tmp_path_factory):
-    """A --data-dir with a tiny MNIST (300 training images) and a tiny Fashion-MNIST (200, of other random
-    images), so that a test can tell which one a run read."""
+    """A --data-dir with a tiny MNIST (300 training images) and a tiny Fashion-MNIST (200, of other random images)."""
     root = make_tiny_mnist(tmp_path_factory.mktemp("data"))
     return make_tiny_mnist(root, n_train=200, folder="FashionMNIST", seed=1)
 
@@ -139,8 +119,7 @@ def run(script, *args):
 
 
 def error_of(script, *args):
-    """The one-line error with which `script` stops for these arguments: sys.exit's message, or the line that
-    argparse prints below its usage."""
+    """The one-line error with which `script` stops for these arguments: sys.exit's, or argparse's last line."""
     stderr = io.StringIO()
     with pytest.raises(SystemExit) as stop, contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(stderr):
@@ -152,8 +131,7 @@ def error_of(script, *args):
 
 @pytest.fixture(scope="session")
 def digit_classifiers():
-    """(digits.py's classifiers, the 10,000 real test digits as (N, 1, 28, 28) floats, their labels), for the slow
-    tests: the classifiers are trained once a session."""
+    """The judges of digits.py, trained once a session, the 10,000 real test digits (N, 1, 28, 28), their labels."""
     data_dir = require_real("MNIST")
     _, test_loader, _ = utils.load_data("mnist", data_dir, 1000, torch.device("cpu"))
     return digits.train_digit_classifiers(data_dir), test_loader.images.unsqueeze(1).float() / 255, test_loader.labels

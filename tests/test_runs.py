@@ -1,10 +1,11 @@
 """A tiny run of each script, plain, --conditional and on Fashion-MNIST: every output, and a seed that repeats it."""
 import csv
 import os
+import shutil
 
 import pytest
 import torch
-from conftest import CHECKPOINT, SCRIPTS, TINY, run
+from conftest import CHECKPOINT, SCRIPTS, TINY, error_of, run
 from PIL import Image
 
 import gan
@@ -13,8 +14,7 @@ from utils import X_SHAPE
 
 OUTPUTS = {"vae.py": ["vae.pt", "metrics.csv", "reconstruction_01.png", "samples_01.png", "loss.png",
                       "reconstruction_progress.png"],
-           "gan.py": ["gan.pt", "metrics.csv", "samples_00.png", "samples_01.png", "loss.png", "progress.png",
-                      "progress.gif"]}
+           "gan.py": ["gan.pt", "metrics.csv", "samples_01.png", "loss.png", "progress.png", "progress.gif"]}
 COLUMNS = {"vae.py": ["train_neg_elbo", "test_neg_elbo", "test_reconstruction", "test_kl"], "gan.py": [*gan.COLUMNS]}
 
 
@@ -63,3 +63,15 @@ def test_the_same_seed_repeats_a_run_and_another_seed_does_not(script, tiny_mnis
     for net in ["model"] if script == "vae.py" else ["g", "g_ema", "d"]:
         assert all(torch.equal(a[net][k], b[net][k]) for k in a[net])
         assert not all(torch.equal(a[net][k], c[net][k]) for k in a[net])
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_bad_value_ends_the_run_before_it_writes_anything(script, trained, tiny_mnist, tmp_path):
+    shutil.copytree(trained[script], tmp_path, dirs_exist_ok=True)  # a finished run's folder
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    tiny = ["--data-dir", tiny_mnist, "--out-dir", tmp_path, *TINY]
+    for bad in [["--epochs", 0], ["--sample", 0], ["--sample", 0, "--label", 3], ["--sample", -2]]:
+        assert error_of(script, *tiny, *bad).endswith("must be at least 1")
+    with pytest.raises(ZeroDivisionError):  # Python's own, at the first epoch's len(loader)
+        run(script, *tiny, "--batch-size", 0)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
