@@ -224,7 +224,7 @@ def main(argv=None):
     # (beyond the slides) Adam without momentum, which carries each player on past the other: the game circles.
     g_optimizer = torch.optim.Adam(g.parameters(), lr=args.lr, betas=args.betas, fused=True)
     d_optimizer = torch.optim.Adam(d.parameters(), lr=args.lr, betas=args.betas, fused=True)
-    # Adam's tiny averages turn into subnormal floats, slow on a CPU: flushing them to 0 made an epoch 1.25x faster.
+    # Adam's tiny averages can turn into subnormal floats, which some CPUs compute slowly: they are flushed to 0.
     torch.set_flush_denormal(True)
     fixed = utils.fixed_noise(args.z_dim, args.conditional, device)  # the same noise (and classes) every epoch
 
