@@ -99,5 +99,5 @@ def test_a_conditional_model_draws_the_digit_asked_for(script, options, digit_cl
         *options)
     images, asked = digits.generated(torch.load(tmp_path / CHECKPOINT[script], weights_only=True))
     shares = digits.quality_report(nets, images, real, asked)["asked_for"]
-    # Measured (docs/results.md): SHARES_MEASURED
+    # Measured (docs/results.md), the digit asked for, 0-9: the VAE 94.8-98.8% (mean 97.0%), the GAN 95.0-99.2% (97.3%).
     assert sum(shares) / 10 >= 0.95 and min(shares) >= 0.85, shares

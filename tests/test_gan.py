@@ -132,10 +132,10 @@ def test_the_default_gan_draws_crisp_digits_of_every_class_in_fair_shares(digit_
     nets, real, _ = digit_classifiers
     run("gan.py", "--data-dir", require_real("MNIST"), "--out-dir", tmp_path, "--device", "cpu")
     report = digits.quality_report(nets, digits.generated(torch.load(tmp_path / "gan.pt", weights_only=True))[0], real)
-    # Measured (docs/results.md), the judges' mean on these very samples; this default, seeds 0, 1, 2 (EPYC-512):
-    # digits 8.9-11.5%, 8.9-11.5%, 9.2-11.6%; IS 8.94, 8.93, 8.90; FD 2.17, 2.07, 2.26. Each bound leaves it at least
-    # the spread over the seeds. Without the average (8s 8.1%, FD 4.4), with the slides' betas (8s 8.2%, IS 8.50,
-    # FD 5.0), without R1 (2s 0.4%, IS 6.0, FD 55) and in the slides' setting, at least two bounds fail.
-    assert 0.085 <= min(report["shares"]) and max(report["shares"]) <= 0.12, digits.describe(report)
+    # Measured (docs/results.md), this default, seeds 0, 1, 2 (EPYC-512): digits 9.0-11.5%, 9.1-11.8%, 9.0-11.3%;
+    # IS 8.89, 8.91, 8.89; FD 2.26, 2.21, 2.23: each bound leaves the worst seed at least the spread over the seeds.
+    # Without the average (8s 8.2%, IS 8.78, FD 4.7) and with momentum (8s 8.5%, IS 8.48, FD 4.6) three bounds fail;
+    # without R1 and in the slides' code's setting, all.
+    assert 0.085 <= min(report["shares"]) and max(report["shares"]) <= 0.125, digits.describe(report)
     assert report["inception_score"] >= 8.8, digits.describe(report)
     assert report["frechet_distance"] <= 3.0, digits.describe(report)
