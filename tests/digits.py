@@ -131,7 +131,7 @@ def table_row(report):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("A report")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="a vae.pt or gan.pt")
     p.add_argument("--data-dir", default="data", help="folder of MNIST/raw/, as for vae.py and gan.py")
     p.add_argument("--net", default="g_ema", choices=["g_ema", "g"], help="of a gan.pt: the averaged G, or G itself")
