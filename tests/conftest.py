@@ -133,5 +133,5 @@ def error_of(script, *args):
 def digit_classifiers():
     """The judges of digits.py, trained once a session, the 10,000 real test digits (N, 1, 28, 28), their labels."""
     data_dir = require_real("MNIST")
-    _, test_loader, _ = utils.load_data("mnist", data_dir, 1000, torch.device("cpu"))
-    return digits.train_digit_classifiers(data_dir), test_loader.images.unsqueeze(1).float() / 255, test_loader.labels
+    loader, test_loader, _ = utils.load_data("mnist", data_dir, 256, torch.device("cpu"))
+    return digits.train_digit_classifiers(loader), test_loader.images.unsqueeze(1).float() / 255, test_loader.labels

@@ -28,11 +28,10 @@ JUDGES = 3  # classifiers, trained alike from seeds 0 to 2
 EPOCHS = 2  # seeds 0-4 after one epoch: 98.7-99.0% right, IS of the real digits 9.59; after two: 99.1-99.3%, 9.75
 
 
-def train_digit_classifiers(data_dir):
+def train_digit_classifiers(loader):
     """JUDGES classifiers, trained alike but from different seeds (about 16 s each on 2 cores). Why several: a sample
     that is half one digit and half another (an 8 with an open loop) is read one way or the other by a classifier's
-    seed, and their mean hangs on none."""
-    loader, _, _ = utils.load_data("mnist", data_dir, 256, torch.device("cpu"))  # the images held in memory
+    seed, and their mean hangs on none. `loader`: MNIST's training set in batches of 256, from utils.load_data."""
     return [train_digit_classifier(loader, seed) for seed in range(JUDGES)]
 
 
@@ -136,8 +135,8 @@ def main(argv=None):
     p.add_argument("--data-dir", default="data", help="folder of MNIST/raw/, as for vae.py and gan.py")
     p.add_argument("--net", default="g_ema", choices=["g_ema", "g"], help="of a gan.pt: the averaged G, or G itself")
     args = p.parse_args(argv)
-    nets = train_digit_classifiers(args.data_dir)
-    loader, test_loader, _ = utils.load_data("mnist", args.data_dir, 1000, torch.device("cpu"))
+    loader, test_loader, _ = utils.load_data("mnist", args.data_dir, 256, torch.device("cpu"))
+    nets = train_digit_classifiers(loader)
     real = test_loader.images.unsqueeze(1).float() / 255
     report = quality_report(nets, loader.images[:10_000].unsqueeze(1).float() / 255, real)
     print(f"real digits (the first 10,000 of the training set): | {table_row(report)} |\n  {describe(report)}")
